@@ -1,0 +1,33 @@
+# The README's two commands: `make demo` (the main job) and `make test`. Both set up .venv/ first;
+# re-running them skips what is already installed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The CPU build: an unpinned torch pulls several GB of CUDA packages. A torch that .venv (or, through
+# --system-site-packages, the Python that creates it) already has, a CUDA build say, is kept.
+TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(BIN)/python || { $(PYTHON) -c "import torch" 2>/dev/null \
+		&& $(PYTHON) -m venv --system-site-packages $(VENV) || $(PYTHON) -m venv $(VENV); }
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	# --no-deps: zennit asks for torchvision (a CUDA build that does not load with the CPU torch; see
+	# interp/_compat.py), ocatari and hackatari for numpy<2 and opencv-python. What they import is in pyproject.toml.
+	$(BIN)/python -m pip install -q --no-deps zennit==0.5.1 ocatari==2.2.1 hackatari==0.0.6
+	$(BIN)/python -m interp._compat --install-pth
+	@touch $(STAMP)
+
+demo: setup
+	$(BIN)/interp demo --out runs/demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .

@@ -1,0 +1,1 @@
+"""Pipelines over checkpoints and runs: evaluation sets, maps, ATOM, agreement, reports."""
