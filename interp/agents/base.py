@@ -1,0 +1,102 @@
+"""The interface every agent shares, in the IMPALA/TorchBeast convention (time-major ``[T, B, ...]``).
+
+``agent.initial_state(B)`` gives the state (a tuple of batch-first tensors; empty for feed-forward agents).
+``agent(inputs, state) -> (outputs, new_state)`` with
+
+- inputs: ``frame`` uint8 ``[T, B, C, H, W]``, ``last_action`` int64 ``[T, B]``, ``reward`` float ``[T, B]``,
+  ``done`` bool ``[T, B]`` (True where a step starts a new episode: the state is reset before that step), plus
+  any per-step tensors named in ``agent.extra_inputs``;
+- outputs: ``policy_logits`` ``[T, B, A]``, ``baseline`` ``[T, B]``, ``action`` ``[T, B]`` (sampled in training
+  mode, the most likely action in eval mode), plus the ``extra_inputs`` the agent produced while acting, which a
+  trainer stores with the rollout and feeds back when learning.
+
+``T = 1`` when acting, ``T = unroll`` when learning; the same weights and state give the same outputs either way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+State = tuple[torch.Tensor, ...]
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Options every agent has."""
+
+    scale_frames: bool = False
+    """divide frames by 255; the thesis found not scaling slightly better (4.2.4)"""
+
+
+class Agent(nn.Module):
+    """Base class: observation handling, the policy and value heads, and action selection."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[AgentConfig]] = AgentConfig
+    extra_inputs: ClassVar[dict[str, str]] = {}
+    """per-step tensors an agent emits when acting and takes back when learning: name -> description"""
+
+    def __init__(self, obs_shape: tuple[int, int, int], num_actions: int, config: AgentConfig):
+        super().__init__()
+        self.obs_shape = tuple(obs_shape)
+        self.num_actions = num_actions
+        self.config = config
+
+    def describe(self) -> dict:
+        """What rebuilds the agent: name, observation shape, number of actions and config."""
+        return {"name": self.name, "obs_shape": list(self.obs_shape), "num_actions": self.num_actions,
+                "config": asdict(self.config)}
+
+    def initial_state(self, batch_size: int) -> State:
+        return ()
+
+    def forward(self, inputs: dict[str, torch.Tensor], state: State) -> tuple[dict[str, torch.Tensor], State]:
+        raise NotImplementedError
+
+    # helpers for subclasses
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def frames(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``[T, B, C, H, W]`` uint8 -> float ``[T * B, C, H, W]``."""
+        frame = inputs["frame"]
+        if tuple(frame.shape[2:]) != self.obs_shape:
+            raise ValueError(f"{self.name} agent expects frames {self.obs_shape}, got {tuple(frame.shape[2:])}")
+        frame = frame.flatten(0, 1).float()
+        return frame / 255.0 if self.config.scale_frames else frame
+
+    def last_action_one_hot(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return F.one_hot(inputs["last_action"].long(), self.num_actions).float()
+
+    def outputs(self, policy_logits: torch.Tensor, baseline: torch.Tensor, **extra: torch.Tensor) -> dict:
+        """``policy_logits [T, B, A]`` and ``baseline [T, B]`` -> the outputs dict, with the action chosen."""
+        if self.training:
+            flat = torch.multinomial(F.softmax(policy_logits.flatten(0, 1), dim=-1), 1)
+            action = flat.view(policy_logits.shape[:2])
+        else:
+            action = policy_logits.argmax(dim=-1)
+        return {"policy_logits": policy_logits, "baseline": baseline, "action": action, **extra}
+
+
+def reset_where(done: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+    """Zero the batch rows of ``state`` (batch-first) where ``done`` ``[B]`` is True."""
+    return torch.where(done.view(-1, *([1] * (state.dim() - 1))), torch.zeros_like(state), state)
+
+
+class PolicyValueHeads(nn.Module):
+    """Linear policy logits and value from the core output."""
+
+    def __init__(self, in_features: int, num_actions: int):
+        super().__init__()
+        self.policy = nn.Linear(in_features, num_actions)
+        self.baseline = nn.Linear(in_features, 1)
+
+    def forward(self, core: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.policy(core), self.baseline(core).squeeze(-1)

@@ -1,0 +1,40 @@
+"""Feed-forward baseline: the Nature CNN with one hidden layer, the network shape of the ATOM paper."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from interp.agents.base import Agent, AgentConfig, PolicyValueHeads, State
+from interp.agents.layers import NatureCNN, output_grid
+from interp.hooks import HookPoint
+
+
+@dataclass(frozen=True)
+class BaselineConfig(AgentConfig):
+    hidden: int = 512
+    """size of the fully connected layer F_c that feeds the heads"""
+
+
+class BaselineAgent(Agent):
+    """conv 32@8/4 -> 64@4/2 -> 64@3/1 -> linear ``hidden`` (F_c) -> policy logits and value. No memory."""
+
+    name = "baseline"
+    Config = BaselineConfig
+
+    def __init__(self, obs_shape: tuple[int, int, int], num_actions: int, config: BaselineConfig):
+        super().__init__(obs_shape, num_actions, config)
+        self.vision = NatureCNN(obs_shape[0])
+        height, width = output_grid(self.vision, obs_shape)
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(self.vision.out_channels * height * width, config.hidden),
+                                nn.ReLU())
+        self.hook_features = HookPoint("features")  # [T*B, hidden]: the penultimate layer F_c
+        self.heads = PolicyValueHeads(config.hidden, num_actions)
+
+    def forward(self, inputs: dict[str, torch.Tensor], state: State) -> tuple[dict, State]:
+        steps, batch = inputs["frame"].shape[:2]
+        features = self.hook_features(self.fc(self.vision(self.frames(inputs))))
+        logits, baseline = self.heads(features)
+        return self.outputs(logits.view(steps, batch, -1), baseline.view(steps, batch)), ()

@@ -1,0 +1,122 @@
+"""Checkpoints: the architecture, its config and the weights in one file, loaded without executing code.
+
+Files are written atomically (a temporary file in the same folder, then renamed), so an interrupted write never
+leaves a half-written checkpoint under the final name. Loading uses ``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from interp.agents.base import Agent
+from interp.errors import UserError
+
+FORMAT = "interp-agent-checkpoint"
+VERSION = 1
+_META_TYPES = (str, int, float, bool, type(None), torch.Tensor)
+
+
+class CheckpointError(UserError):
+    """A file that cannot be loaded as an agent checkpoint."""
+
+
+@dataclass
+class Checkpoint:
+    agent: Agent
+    meta: dict
+    path: Path
+
+
+def save_checkpoint(path: str | os.PathLike, agent: Agent, **meta) -> Path:
+    """Write ``agent`` (architecture, config, weights) and ``meta`` (numbers, strings, tensors, and lists or dicts
+    of them, e.g. ``step=1000``) to ``path`` atomically."""
+    _check_meta(meta)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "version": VERSION, "agent": agent.describe(),
+               "state_dict": {k: v.detach().cpu() for k, v in agent.state_dict().items()}, "meta": meta}
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(payload, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, *, expected_name: str | None = None,
+                    map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Rebuild the agent stored in ``path`` (in eval mode) with its metadata.
+
+    Raises:
+        CheckpointError: missing file, a corrupt file or one that is not a checkpoint, an unknown architecture,
+            weights that do not fit the architecture, or an architecture other than ``expected_name``.
+    """
+    from interp.agents import AGENTS, make_agent
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises many kinds for bad bytes; weights_only refusals among them
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint (corrupt, truncated or not a torch file: "
+                              f"{reason})") from error
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an interp agent checkpoint")
+    description = payload["agent"]
+    name = description["name"]
+    if name not in AGENTS:
+        raise CheckpointError(f"{path}: unknown architecture {name!r} (known: {', '.join(AGENTS)})")
+    if expected_name is not None and name != expected_name:
+        raise CheckpointError(f"{path}: holds a {name!r} agent, not {expected_name!r}")
+    try:
+        agent = make_agent(name, tuple(description["obs_shape"]), description["num_actions"], **description["config"])
+    except (UserError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: its config does not build a {name!r} agent: {error}") from error
+    _load_weights(agent, payload["state_dict"], path)
+    agent.to(map_location).eval()
+    return Checkpoint(agent, payload.get("meta", {}), path)
+
+
+def load_agent(path: str | os.PathLike, *, expected_name: str | None = None,
+               map_location: str | torch.device = "cpu") -> Agent:
+    """:func:`load_checkpoint` without the metadata."""
+    return load_checkpoint(path, expected_name=expected_name, map_location=map_location).agent
+
+
+def _load_weights(agent: Agent, state_dict: dict, path: Path) -> None:
+    own = agent.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    mismatched = sorted(k for k in set(own) & set(state_dict) if own[k].shape != state_dict[k].shape)
+    if missing or unexpected or mismatched:
+        parts = [f"{label}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
+                 for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched))
+                 if keys]
+        raise CheckpointError(f"{path}: the weights do not fit the {agent.name!r} architecture ({'; '.join(parts)})")
+    agent.load_state_dict(state_dict)
+
+
+def _check_meta(value, where: str = "meta") -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{where}: keys must be strings, got {key!r}")
+            _check_meta(item, f"{where}[{key!r}]")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_meta(item, f"{where}[{index}]")
+    elif not isinstance(value, _META_TYPES):
+        raise TypeError(f"{where}: {type(value).__name__} cannot be stored in a checkpoint loaded with "
+                        "weights_only=True; use numbers, strings, tensors, lists and dicts")

@@ -1,0 +1,274 @@
+"""Attention over time with Transformer-XL memory: the stable gated TrXL core and the TimeSformer blocks.
+
+Memory semantics, shared by every agent with memory: each step attends to itself and to at most ``mem_len``
+earlier steps of the same episode (a sliding window). Memory tensors hold the inputs of each layer for the
+last ``mem_len`` steps, detached (no gradient through memory, as in Transformer-XL), with a validity mask that
+is cleared at episode starts. Because the window does not depend on how a sequence is cut into calls, stepping
+one step at a time with the carried state gives the same outputs as one call over the whole sequence.
+Positions over time enter as a learned per-head bias on the distance ``0..mem_len`` between query and key.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from interp.hooks import HookPoint
+
+
+def memory_mask(done: torch.Tensor, memory_valid: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which keys each query may attend to.
+
+    Args:
+        done: bool ``[T, B]``; True where a step starts a new episode.
+        memory_valid: bool ``[B, M]``; which memory slots hold steps of the episode running at the call's start.
+        window: the longest distance between a query and a key (``mem_len``).
+
+    Returns:
+        ``allowed`` bool ``[B, T, M + T]`` and ``distance`` long ``[T, M + T]`` (query step minus key step,
+        clamped to ``0..window``).
+    """
+    steps, batch = done.shape
+    mem_len = memory_valid.shape[1]
+    segment = torch.cumsum(done.long(), dim=0).T  # [B, T]; memory belongs to segment 0
+    key_segment = torch.cat([segment.new_zeros(batch, mem_len), segment], dim=1)
+    key_valid = torch.cat([memory_valid, memory_valid.new_ones(batch, steps)], dim=1)
+    distance = (torch.arange(steps, device=done.device)[:, None] + mem_len
+                - torch.arange(mem_len + steps, device=done.device)[None, :])
+    allowed = ((distance >= 0) & (distance <= window))[None] & key_valid[:, None, :]
+    allowed &= segment[:, :, None] == key_segment[:, None, :]
+    return allowed, distance.clamp(0, window)
+
+
+def push_memory(memory: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """Memory ``[B, M, ...]`` followed by a call's inputs ``[B, T, ...]``, detached: the last ``M`` steps."""
+    joined = torch.cat([memory, inputs.detach()], dim=1)
+    return joined[:, joined.shape[1] - memory.shape[1]:]
+
+
+def push_validity(memory_valid: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
+    """Validity ``[B, M]`` of the memory after a call with episode starts ``done`` ``[T, B]``: only steps of the
+    episode running at the end of the call stay valid."""
+    segment = torch.cumsum(done.long(), dim=0).T  # [B, T]
+    key_segment = torch.cat([segment.new_zeros(memory_valid.shape), segment], dim=1)
+    key_valid = torch.cat([memory_valid, torch.ones_like(segment, dtype=torch.bool)], dim=1)
+    valid = key_valid & (key_segment == segment[:, -1:])
+    return valid[:, valid.shape[1] - memory_valid.shape[1]:]
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head scaled dot-product attention over groups of sequences, with an optional relative bias.
+
+    Queries ``[B, G, Q, d]`` attend to keys/values ``[B, G, K, d]`` within each group ``G`` (one group for a
+    Transformer-XL core, one per patch for TimeSformer time attention, one per frame for space attention).
+    The weights pass through ``hook_weights`` in the layout of ``kind`` (see :mod:`interp.hooks`).
+    """
+
+    def __init__(self, dim: int, heads: int, kind: str, *, window: int | None = None, patches: int | None = None,
+                 grid: tuple[int, int] | None = None, image_size: int | None = None):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dimension {dim} is not divisible by {heads} heads")
+        self.heads, self.kind, self.patches = heads, kind, patches
+        self.query = nn.Linear(dim, dim)
+        self.key = nn.Linear(dim, dim)
+        self.value = nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, dim)
+        self.distance_bias = nn.Parameter(torch.zeros(heads, window + 1)) if window is not None else None
+        self.hook_weights = HookPoint(kind, grid, image_size)
+
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor, allowed: torch.Tensor | None = None,
+                distance: torch.Tensor | None = None) -> torch.Tensor:
+        """``allowed`` bool broadcastable to ``[B, G, Q, K]``; ``distance`` long ``[Q, K]`` into the bias."""
+        batch, groups, n_queries, dim = queries.shape
+        n_keys = keys.shape[2]
+
+        def split(x: torch.Tensor, length: int) -> torch.Tensor:  # -> [B, G, heads, L, d_head]
+            return x.reshape(batch, groups, length, self.heads, dim // self.heads).transpose(2, 3)
+
+        q = split(self.query(queries), n_queries)
+        k = split(self.key(keys), n_keys)
+        v = split(self.value(keys), n_keys)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(dim // self.heads)  # [B, G, heads, Q, K]
+        if self.distance_bias is not None:
+            scores = scores + self.distance_bias[:, distance]
+        if allowed is not None:
+            scores = scores.masked_fill(~allowed.unsqueeze(2), float("-inf"))
+        weights = self._from_layout(self.hook_weights(self._to_layout(torch.softmax(scores, dim=-1))))
+        mixed = (weights @ v).transpose(2, 3).reshape(batch, groups, n_queries, dim)
+        return self.out(mixed)
+
+    def _to_layout(self, weights: torch.Tensor) -> torch.Tensor:
+        weights = weights.transpose(1, 2)  # [B, heads, G, Q, K]
+        if self.kind == "temporal":
+            return weights[:, :, 0]
+        if self.kind == "space_time":
+            b, h, _, q, k = weights.shape
+            n = self.patches
+            return weights.reshape(b, h, q // n, n, k // n, n)
+        return weights
+
+    def _from_layout(self, weights: torch.Tensor) -> torch.Tensor:
+        if self.kind == "temporal":
+            weights = weights.unsqueeze(2)
+        elif self.kind == "space_time":
+            b, h, t, n, kf, _ = weights.shape
+            weights = weights.reshape(b, h, 1, t * n, kf * n)
+        return weights.transpose(1, 2)
+
+
+class GRUGate(nn.Module):
+    """Gated residual of GTrXL (Parisotto et al. 2020); the update gate's bias starts at -2, so a new layer
+    starts close to the identity."""
+
+    def __init__(self, dim: int, bias: float = -2.0):
+        super().__init__()
+        self.reset_gate = nn.Linear(2 * dim, dim)
+        self.update_gate = nn.Linear(2 * dim, dim)
+        self.candidate_input = nn.Linear(dim, dim)
+        self.candidate_state = nn.Linear(dim, dim, bias=False)
+        nn.init.constant_(self.update_gate.bias, bias)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        both = torch.cat([y, x], dim=-1)
+        r = torch.sigmoid(self.reset_gate(both))
+        z = torch.sigmoid(self.update_gate(both))
+        candidate = torch.tanh(self.candidate_input(y) + self.candidate_state(r * x))
+        return (1 - z) * x + z * candidate
+
+
+class Residual(nn.Module):
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return x + y
+
+
+class TransformerXLLayer(nn.Module):
+    """Stable Transformer-XL layer: LayerNorm before attention (over ``[memory, x]``) and before the
+    feed-forward, ReLU on each sublayer's output, then a GRU gate or a plain residual."""
+
+    def __init__(self, dim: int, heads: int, inner_dim: int, mem_len: int, gating: bool):
+        super().__init__()
+        self.norm_attention = nn.LayerNorm(dim)
+        self.attention = MultiHeadAttention(dim, heads, "temporal", window=mem_len)
+        self.gate_attention = GRUGate(dim) if gating else Residual()
+        self.norm_feedforward = nn.LayerNorm(dim)
+        self.feedforward = nn.Sequential(nn.Linear(dim, inner_dim), nn.ReLU(), nn.Linear(inner_dim, dim))
+        self.gate_feedforward = GRUGate(dim) if gating else Residual()
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, allowed: torch.Tensor, distance: torch.Tensor):
+        """x ``[B, T, d]``, memory ``[B, M, d]`` -> ``[B, T, d]``."""
+        context = self.norm_attention(torch.cat([memory, x], dim=1))
+        attended = self.attention(context[:, None, memory.shape[1]:], context[:, None], allowed[:, None], distance)
+        x = self.gate_attention(x, torch.relu(attended[:, 0]))
+        return self.gate_feedforward(x, torch.relu(self.feedforward(self.norm_feedforward(x))))
+
+
+class MemoryCore(nn.Module):
+    """A stack of layers with Transformer-XL memory, each called as ``layer(x, memory, allowed, distance)`` on
+    batch-first steps ``[B, T, *token_shape]``. State: memory ``[B, layers, M, *token_shape]`` and validity
+    ``[B, M]``."""
+
+    def __init__(self, layers: list[nn.Module], mem_len: int, token_shape: tuple[int, ...]):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.mem_len, self.token_shape = mem_len, token_shape
+
+    def initial_state(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        device = next(self.parameters()).device
+        return (torch.zeros(batch_size, len(self.layers), self.mem_len, *self.token_shape, device=device),
+                torch.zeros(batch_size, self.mem_len, dtype=torch.bool, device=device))
+
+    def forward(self, x: torch.Tensor, done: torch.Tensor, memory: torch.Tensor, valid: torch.Tensor):
+        """x ``[T, B, *token_shape]``, done ``[T, B]`` -> output like x, new memory, new validity."""
+        allowed, distance = memory_mask(done, valid, self.mem_len)
+        hidden = x.transpose(0, 1)
+        new_memory = []
+        for index, layer in enumerate(self.layers):
+            new_memory.append(push_memory(memory[:, index], hidden))
+            hidden = layer(hidden, memory[:, index], allowed, distance)
+        return hidden.transpose(0, 1), torch.stack(new_memory, dim=1), push_validity(valid, done)
+
+
+def transformer_xl_core(dim: int, layers: int, heads: int, inner_dim: int, mem_len: int, gating: bool) -> MemoryCore:
+    """Stable (gated) Transformer-XL: tokens ``[d]`` per step."""
+    return MemoryCore([TransformerXLLayer(dim, heads, inner_dim, mem_len, gating) for _ in range(layers)],
+                      mem_len, (dim,))
+
+
+class DividedSpaceTimeBlock(nn.Module):
+    """TimeSformer divided block: time attention over the same patch in memory and current frames, through a
+    zero-initialised ``temporal_fc`` residual; then space attention within each frame; then an MLP (ratio 4,
+    GELU). All pre-LayerNorm."""
+
+    def __init__(self, dim: int, heads: int, mem_len: int, grid: tuple[int, int], image_size: int):
+        super().__init__()
+        self.norm_time = nn.LayerNorm(dim)
+        self.time_attention = MultiHeadAttention(dim, heads, "time", window=mem_len, grid=grid, image_size=image_size)
+        self.temporal_fc = nn.Linear(dim, dim)
+        nn.init.zeros_(self.temporal_fc.weight)
+        nn.init.zeros_(self.temporal_fc.bias)
+        self.norm_space = nn.LayerNorm(dim)
+        self.space_attention = MultiHeadAttention(dim, heads, "space", grid=grid, image_size=image_size)
+        self.norm_mlp = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, allowed: torch.Tensor, distance: torch.Tensor):
+        """x ``[B, T, N, D]`` (N patches), memory ``[B, M, N, D]`` -> ``[B, T, N, D]``."""
+        mem_len = memory.shape[1]
+        context = self.norm_time(torch.cat([memory, x], dim=1)).transpose(1, 2)  # [B, N, M+T, D]
+        attended = self.time_attention(context[:, :, mem_len:], context, allowed[:, None], distance)
+        x = x + self.temporal_fc(attended.transpose(1, 2))
+        frames = self.norm_space(x)
+        x = x + self.space_attention(frames, frames)
+        return x + self.mlp(self.norm_mlp(x))
+
+
+class JointSpaceTimeBlock(nn.Module):
+    """TimeSformer joint block: every patch of a frame attends to every patch of the frames in its window."""
+
+    def __init__(self, dim: int, heads: int, mem_len: int, grid: tuple[int, int], image_size: int):
+        super().__init__()
+        self.patches = grid[0] * grid[1]
+        self.norm_attention = nn.LayerNorm(dim)
+        self.attention = MultiHeadAttention(dim, heads, "space_time", window=mem_len, patches=self.patches,
+                                            grid=grid, image_size=image_size)
+        self.norm_mlp = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, allowed: torch.Tensor, distance: torch.Tensor):
+        batch, steps, patches, dim = x.shape
+        mem_len = memory.shape[1]
+        context = self.norm_attention(torch.cat([memory, x], dim=1))  # [B, M+T, N, D]
+        queries = context[:, mem_len:].reshape(batch, 1, steps * patches, dim)
+        keys = context.reshape(batch, 1, (mem_len + steps) * patches, dim)
+
+        def per_patch(frame_level: torch.Tensor) -> torch.Tensor:  # [..., T, K] -> [..., T*N, K*N]
+            expanded = frame_level[..., :, None, :, None].expand(*frame_level.shape[:-2], steps, patches,
+                                                                  mem_len + steps, patches)
+            return expanded.reshape(*frame_level.shape[:-2], steps * patches, (mem_len + steps) * patches)
+
+        attended = self.attention(queries, keys, per_patch(allowed)[:, None], per_patch(distance))
+        x = x + attended.reshape(batch, steps, patches, dim)
+        return x + self.mlp(self.norm_mlp(x))
+
+
+def timesformer_core(block: str, dim: int, layers: int, heads: int, mem_len: int, grid: tuple[int, int],
+                     image_size: int) -> MemoryCore:
+    """``layers`` divided or joint TimeSformer blocks: tokens ``[N patches, D]`` per frame."""
+    block_type = {"divided": DividedSpaceTimeBlock, "joint": JointSpaceTimeBlock}[block]
+    blocks = [block_type(dim, heads, mem_len, grid, image_size) for _ in range(layers)]
+    return MemoryCore(blocks, mem_len, (grid[0] * grid[1], dim))
+
+
+def run_in_chunks(core: nn.Module, x: torch.Tensor, done: torch.Tensor, memory: torch.Tensor, valid: torch.Tensor,
+                  chunk_size: int):
+    """Run a memory core over ``[T, B, ...]`` in chunks of ``chunk_size`` steps (the thesis' chunking of long
+    unrolls), carrying memory from chunk to chunk. With windowed memory the outputs do not depend on it."""
+    outputs = []
+    for start in range(0, x.shape[0], chunk_size):
+        chunk = slice(start, start + chunk_size)
+        output, memory, valid = core(x[chunk], done[chunk], memory, valid)
+        outputs.append(output)
+    return torch.cat(outputs), memory, valid

@@ -1,0 +1,225 @@
+"""Agent zoo: one interface for every architecture, and the faithfulness of its attention."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from interp.agents import AGENTS, make_agent
+from interp.agents.layers import ImpalaResNet, spatial_basis
+from interp.errors import UserError
+from interp.hooks import hook_points, record_attention
+
+SMALL_OBS = {"timesformer_joint": (4, 42, 42)}
+MEMORY_OPTIONS = {"mem_len": 4, "chunk_size": 5}  # a window shorter than the sequences below, several chunks
+WITH_MEMORY = {name for name, cls in AGENTS.items() if "mem_len" in cls.Config.__dataclass_fields__}
+
+
+def build(name, **config):
+    torch.manual_seed(0)
+    options = {**(MEMORY_OPTIONS if name in WITH_MEMORY else {}), **config}
+    return make_agent(name, obs_shape=SMALL_OBS.get(name, (4, 84, 84)), num_actions=6, **options).eval()
+
+
+def random_inputs(agent, steps, batch, seed=0, done_at=()):
+    generator = torch.Generator().manual_seed(seed)
+    done = torch.zeros(steps, batch, dtype=torch.bool)
+    for t in done_at:
+        done[t] = True
+    return {
+        "frame": torch.randint(0, 256, (steps, batch, *agent.obs_shape), dtype=torch.uint8, generator=generator),
+        "last_action": torch.randint(0, 6, (steps, batch), generator=generator),
+        "reward": torch.randn(steps, batch, generator=generator),
+        "done": done,
+    }
+
+
+def step_slice(inputs, t):
+    return {key: value[t:t + 1] for key, value in inputs.items()}
+
+
+@pytest.mark.parametrize("name", list(AGENTS))
+def test_interface_shapes(name):
+    agent = build(name)
+    inputs = random_inputs(agent, steps=3, batch=2)
+    outputs, state = agent(inputs, agent.initial_state(2))
+    assert outputs["policy_logits"].shape == (3, 2, 6)
+    assert outputs["baseline"].shape == (3, 2) and outputs["action"].shape == (3, 2)
+    assert all(s.shape[0] == 2 for s in state)  # state tensors are batch-first
+    assert set(agent.extra_inputs) <= set(outputs)
+    agent.train()
+    sampled, _ = agent(inputs, agent.initial_state(2))
+    assert ((sampled["action"] >= 0) & (sampled["action"] < 6)).all()
+
+
+@pytest.mark.parametrize("name", [n for n in AGENTS if n != "baseline"])
+def test_attention_weights_are_distributions(name):
+    agent = build(name)
+    with record_attention(agent) as attention:
+        agent(random_inputs(agent, steps=6, batch=2, done_at=(3,)), agent.initial_state(2))
+    assert attention and all(record.tensors for record in attention.values())
+    key_dims = {"spatial": (-2, -1), "temporal": (-1,), "time": (-1,), "space": (-1,), "space_time": (-2, -1)}
+    for record in attention.values():
+        for weights in record.tensors:
+            assert (weights >= 0).all()
+            total = weights.sum(dim=key_dims[record.kind])
+            assert torch.allclose(total, torch.ones_like(total), atol=1e-5), record.name
+
+
+@pytest.mark.parametrize("name", list(AGENTS))
+def test_causality_outputs_ignore_the_future(name):
+    agent = build(name)
+    inputs = random_inputs(agent, steps=8, batch=2, seed=1)
+    changed = random_inputs(agent, steps=8, batch=2, seed=2)
+    for key in inputs:
+        changed[key][:4] = inputs[key][:4]
+    first, _ = agent(inputs, agent.initial_state(2))
+    second, _ = agent(changed, agent.initial_state(2))
+    assert torch.allclose(first["policy_logits"][:4], second["policy_logits"][:4], atol=1e-6)
+    assert torch.allclose(first["baseline"][:4], second["baseline"][:4], atol=1e-6)
+    assert not torch.allclose(first["policy_logits"][4:], second["policy_logits"][4:])
+
+
+@pytest.mark.parametrize("name", list(AGENTS))
+def test_stepping_equals_one_call_over_the_sequence(name):
+    agent = build(name)
+    steps = 12
+    inputs = random_inputs(agent, steps=steps, batch=3, seed=3, done_at=(0,))
+    inputs["done"][7, 1] = True  # an episode boundary inside the sequence for one environment
+    state = agent.initial_state(3)
+    stepped = []
+    with torch.no_grad():
+        for t in range(steps):
+            outputs, state = agent(step_slice(inputs, t), state)
+            stepped.append(outputs)
+        whole, whole_state = agent(inputs, agent.initial_state(3))
+    for key in ("policy_logits", "baseline"):
+        assert torch.allclose(torch.cat([o[key] for o in stepped]), whole[key], atol=1e-5), key
+    for carried, final in zip(state, whole_state, strict=True):
+        assert torch.allclose(carried.float(), final.float(), atol=1e-5)
+    for key in agent.extra_inputs:  # the one-shot learner's parallel path replays what the actor saw
+        recorded = torch.cat([o[key] for o in stepped])
+        with torch.no_grad():
+            replayed, _ = agent({**inputs, key: recorded}, agent.initial_state(3))
+        assert torch.allclose(replayed["policy_logits"], whole["policy_logits"], atol=1e-5)
+
+
+def test_episode_start_resets_memory():
+    agent = build("adaptive")
+    inputs = random_inputs(agent, steps=6, batch=1, seed=4)
+    inputs["done"][3] = True
+    with torch.no_grad():
+        whole, _ = agent(inputs, agent.initial_state(1))
+        fresh, _ = agent(step_slice_range(inputs, 3, 6), agent.initial_state(1))
+    assert torch.allclose(whole["policy_logits"][3:], fresh["policy_logits"], atol=1e-5)
+
+
+def step_slice_range(inputs, start, stop):
+    return {key: value[start:stop] for key, value in inputs.items()}
+
+
+def test_spatial_basis_is_thesis_equation_3_2():
+    height, width = 11, 9
+    basis = spatial_basis(height, width)
+    assert basis.shape == (64, height, width)
+    i = torch.arange(height, dtype=torch.float32)[:, None]
+    j = torch.arange(width, dtype=torch.float32)[None, :]
+    for u in range(1, 5):
+        for v in range(1, 5):
+            expected = torch.cos(math.pi * u * i / height) * torch.cos(math.pi * v * j / width)
+            assert torch.allclose(basis[(u - 1) * 8 + (v - 1)], expected, atol=1e-6)
+            odd = torch.sin(math.pi * u * i / height) * torch.sin(math.pi * v * j / width)
+            assert torch.allclose(basis[(u + 3) * 8 + (v + 3)], odd, atol=1e-6)
+
+
+def hand_set_spatial_agent(name, inputs):
+    """Positive vision weights make features grow with the brightness in their receptive field; key channel 0
+    sums the features at its own location, scaled so that its largest value on ``inputs`` is 1 (the ConvLSTM's
+    tanh does not saturate); the query looks only at key channel 0."""
+    agent = build(name, scale_frames=True)
+    with torch.no_grad():
+        for module in agent.modules():
+            if isinstance(module, ImpalaResNet):
+                for conv in module.modules():
+                    if isinstance(conv, nn.Conv2d):
+                        conv.weight.fill_(0.01)
+                        conv.bias.zero_()
+        scale = 1.0 / float(agent.vision(agent.frames(inputs)).sum(dim=1).max())
+        if name == "mott":
+            gates = agent.conv_lstm.gates
+            hidden = agent.conv_lstm.hidden_channels
+            gates.weight.zero_()
+            gates.bias.zero_()
+            gates.bias[:hidden] = 10.0  # input gate open
+            gates.bias[3 * hidden:] = 10.0  # output gate open
+            gates.weight[2 * hidden, :agent.vision.out_channels, 1, 1] = scale  # candidate of channel 0
+        else:
+            agent.keys_values.weight.zero_()
+            agent.keys_values.bias.zero_()
+            agent.keys_values.weight[0] = scale
+        last = agent.answerer.query[-1]
+        last.weight.zero_()
+        query = torch.zeros(agent.answerer.heads, agent.answerer.query_size)
+        query[:, 0] = 1000.0
+        last.bias.copy_(query.flatten())
+    return agent
+
+
+@pytest.mark.parametrize("name", ["mott", "spatiotemporal", "spatiotemporal_oneshot"])
+@pytest.mark.parametrize("row, col", [(10, 70), (70, 10), (40, 60), (75, 75)])
+def test_bright_blob_moves_the_attention_argmax_to_its_location(name, row, col):
+    inputs = random_inputs(build(name), steps=1, batch=1)
+    inputs["frame"].zero_()
+    inputs["frame"][..., row - 3:row + 3, col - 3:col + 3] = 255
+    agent = hand_set_spatial_agent(name, inputs)
+    with record_attention(agent) as attention, torch.no_grad():
+        agent(inputs, agent.initial_state(1))
+    weights = attention["answerer.attention.hook_weights"].tensors[0][0, 0]  # [h, w]
+    cell = 84 / weights.shape[-1]
+    peak = divmod(int(weights.argmax()), weights.shape[-1])
+    assert abs(peak[0] - row // cell) <= 1 and abs(peak[1] - col // cell) <= 1, (peak, row // cell, col // cell)
+    assert weights.max() > 0.5
+
+
+THESIS_PARAMETERS = {"mott": 2.18e6, "adaptive": 1.92e6, "spatiotemporal": 1.95e6, "spatiotemporal_oneshot": 1.95e6,
+                     "timesformer_divided": 0.56e6, "timesformer_joint": 0.56e6}
+
+
+@pytest.mark.parametrize("name", list(THESIS_PARAMETERS))
+def test_parameter_counts_match_the_thesis(name):
+    agent = make_agent(name, obs_shape=(4, 84, 84), num_actions=6)
+    count = sum(p.numel() for p in agent.parameters())
+    assert abs(count / THESIS_PARAMETERS[name] - 1) <= 0.25, count
+
+
+def test_joint_at_42x42_matches_the_thesis():
+    agent = make_agent("timesformer_joint", obs_shape=(4, 42, 42), num_actions=6)
+    assert abs(sum(p.numel() for p in agent.parameters()) / 0.22e6 - 1) <= 0.25
+
+
+def test_mott_convnet_vision_and_bad_options():
+    agent = make_agent("mott", vision="convnet")
+    outputs, _ = agent(random_inputs(agent, 2, 1), agent.initial_state(1))
+    assert outputs["policy_logits"].shape == (2, 1, 6)
+    with pytest.raises(UserError, match="unknown architecture 'mot'.*'mott'"):
+        make_agent("mot")
+    with pytest.raises(UserError, match="mem_len"):
+        make_agent("mott", mem_len=3)
+    with pytest.raises(ValueError, match="vision"):
+        make_agent("mott", vision="vit")
+
+
+def test_record_attention_metadata_and_cleanup():
+    agent = build("timesformer_divided")
+    inputs = random_inputs(agent, steps=3, batch=1)
+    with record_attention(agent) as attention:
+        agent(inputs, agent.initial_state(1))
+    time = attention["core.layers.0.time_attention.hook_weights"]
+    assert time.grid == (11, 11) and time.patch_size == pytest.approx(84 / 11)
+    assert time.key_offsets().tolist() == [-4, -3, -2, -1, 0, 1, 2]  # 4 memory frames, then the 3 current ones
+    points = hook_points(agent)
+    assert all(not point._forward_hooks for point in points.values())
+    with pytest.raises(RuntimeError), record_attention(agent):
+        raise RuntimeError("boom")
+    assert all(not point._forward_hooks for point in points.values())
