@@ -55,6 +55,44 @@ def cmd_demo(args: argparse.Namespace) -> None:
               f"({finished}); objects {sorted(info['object_masks'])}; video {video}")
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    from trainers.config import TrainConfig, apply_preset
+    from trainers.impala import resume_config, train
+
+    given = {key: value for key, value in vars(args).items()
+             if key in TrainConfig.__dataclass_fields__ and value is not None}
+    if args.resume:  # the saved config, with a new step budget, device or actor count if given
+        config = resume_config(args.out, **{k: v for k, v in given.items() if k in ("steps", "device", "actors")})
+    else:
+        if not args.arch:
+            raise UserError("--arch is required (see `interp train --help`)")
+        config = TrainConfig(**given, agent=_key_values(args.agent_option), env_options=_key_values(args.env_option))
+        if args.preset:  # a preset sets sequence and batch sizes; flags given explicitly still win
+            explicit = {k: v for k, v in given.items() if k in ("unroll", "batch_size", "envs_per_actor")}
+            config = replace(apply_preset(config, args.preset), **explicit)
+    final = train(config, resume=args.resume)
+    print(f"final checkpoint: {final}")
+    print(f"run directory: {config.out} (config.json, checkpoints/, metrics.csv, tensorboard/)")
+
+
+def _key_values(items: list[str] | None) -> dict:
+    """``["mem_len=40", "gating=false"]`` -> ``{"mem_len": 40, "gating": False}`` (values parsed as JSON)."""
+    import json
+
+    parsed = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"expected KEY=VALUE, got {item!r}")
+        try:
+            parsed[key] = json.loads(value)
+        except json.JSONDecodeError:
+            parsed[key] = value
+    return parsed
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="interp",
@@ -79,6 +117,38 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=int, default=300, help="steps per environment (default: 300)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.set_defaults(run=cmd_demo)
+
+    train = commands.add_parser(
+        "train", help="train an agent with IMPALA / V-trace, writing checkpoints across training",
+        description="Train an agent with IMPALA / V-trace. Actor processes step batches of environments with "
+                    "batched inference; the learner applies V-trace and writes RUN_DIR/config.json, "
+                    "RUN_DIR/checkpoints/step_<12 digits>.pt (at step 0, log-spaced early, every --checkpoint-every "
+                    "steps and at the end), RUN_DIR/metrics.csv and TensorBoard events. Ctrl-C (or SIGTERM) writes a "
+                    "final checkpoint and exits cleanly; --resume continues.",
+        epilog="example: interp train --arch baseline --env MiniPong-v0 --steps 500000 --out runs/baseline",
+    )
+    train.add_argument("--arch", help="architecture: baseline, mott, adaptive, spatiotemporal, "
+                       "spatiotemporal_oneshot, timesformer_divided, timesformer_joint")
+    train.add_argument("--env", help="environment id (default: MiniPong-v0)")
+    train.add_argument("--steps", type=int, help="environment steps to train for (default: 1000000)")
+    train.add_argument("--out", required=True, help="run directory")
+    train.add_argument("--actors", type=int, help="actor processes (default: 2; 0 = in-process, reproducible)")
+    train.add_argument("--envs-per-actor", type=int, help="environments per actor (default: 8)")
+    train.add_argument("--batch-size", type=int, help="rollouts per update, in environments (default: 16)")
+    train.add_argument("--unroll", type=int, help="rollout length T (default: 20)")
+    train.add_argument("--lr", type=float, help="RMSprop learning rate (default: 6e-4)")
+    train.add_argument("--entropy-cost", type=float, help="entropy bonus weight (default: 0.01)")
+    train.add_argument("--seed", type=int, help="random seed (default: 0)")
+    train.add_argument("--device", help="cpu or cuda, for the learner (default: cpu)")
+    train.add_argument("--checkpoint-every", type=int, help="steps between regular checkpoints (default: 100000)")
+    train.add_argument("--frame-size", type=int, help="observation side, 84 or 42 (default: 84)")
+    train.add_argument("--preset", help="named hyperparameters: thesis (Appendix A) or monobeast")
+    train.add_argument("--agent-option", action="append", metavar="KEY=VALUE",
+                       help="architecture option, repeatable (e.g. mem_len=40)")
+    train.add_argument("--env-option", action="append", metavar="KEY=VALUE",
+                       help='environment option, repeatable (e.g. points=3, modifications=["lazy_enemy"])')
+    train.add_argument("--resume", action="store_true", help="continue the run in --out (steps, optimizer, RNG)")
+    train.set_defaults(run=cmd_train)
     return parser
 
 

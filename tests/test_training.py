@@ -1,0 +1,185 @@
+"""IMPALA trainer: runs end to end with real actor processes, checkpoints, resume, faults and signals."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from interp.agents import AGENTS, load_checkpoint
+from trainers.config import TrainConfig, apply_preset
+from trainers.impala import Trainer, TrainerError, checkpoint_schedule, train
+
+SMALL = dict(env="MiniPong-v0", envs_per_actor=2, batch_size=4, unroll=8, checkpoint_every=400)
+
+
+def rows(run_dir):
+    with open(Path(run_dir) / "metrics.csv") as file:
+        return list(csv.DictReader(file))
+
+
+def processes_mentioning(marker: str) -> list[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                if marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.append(int(pid))
+            except OSError:
+                pass
+    return found
+
+
+def test_checkpoint_schedule_is_log_spaced_early_then_regular():
+    assert checkpoint_schedule(5000, 1000) == [0, 100, 200, 500, 1000, 2000, 3000, 4000, 5000]
+
+
+def test_short_run_with_actor_processes_writes_loadable_checkpoints_and_metrics(tmp_path):
+    config = TrainConfig(arch="baseline", steps=1200, out=str(tmp_path / "run"), actors=2, **SMALL)
+    final = train(config, progress=False)
+    checkpoints = sorted((tmp_path / "run" / "checkpoints").glob("step_*.pt"))
+    steps = [int(p.stem.split("_")[1]) for p in checkpoints]
+    assert steps[0] == 0 and steps[-1] >= 1200 and len(steps) >= 4 and final == checkpoints[-1]
+    for path in checkpoints:
+        checkpoint = load_checkpoint(path)
+        assert checkpoint.agent.name == "baseline" and checkpoint.meta["step"] == int(path.stem.split("_")[1])
+    metrics = rows(tmp_path / "run")
+    assert {"step", "wall_time", "sps", "mean_return", "mean_length", "pg_loss", "baseline_loss", "entropy"} <= set(
+        metrics[0])
+    assert [int(r["step"]) for r in metrics] == sorted({int(r["step"]) for r in metrics})
+    assert any(r["mean_return"] for r in metrics)  # episodes ended and were counted
+    saved = TrainConfig.from_json(tmp_path / "run" / "config.json")
+    assert saved == config
+    assert list((tmp_path / "run" / "tensorboard").iterdir())
+
+
+@pytest.mark.parametrize("name", list(AGENTS))
+def test_every_architecture_trains_through_the_same_code(tmp_path, name):
+    options = {"mem_len": 4, "chunk_size": 4} if "mem_len" in AGENTS[name].Config.__dataclass_fields__ else {}
+    frame_size = 42 if name == "timesformer_joint" else 84
+    config = TrainConfig(arch=name, steps=16, out=str(tmp_path / name), actors=0, env="MiniPong-v0",
+                         envs_per_actor=2, batch_size=2, unroll=8, agent=options, frame_size=frame_size)
+    before = load_checkpoint(train(config, progress=False)).agent
+    assert load_checkpoint(tmp_path / name / "checkpoints" / "step_000000000000.pt").agent.name == name
+    initial = load_checkpoint(tmp_path / name / "checkpoints" / "step_000000000000.pt").agent
+    changed = any(not torch.equal(a, b) for a, b in zip(initial.state_dict().values(), before.state_dict().values(),
+                                                        strict=True))
+    assert changed  # the learner updated the weights
+
+
+def test_in_process_mode_is_reproducible(tmp_path):
+    finals = []
+    for run in ("a", "b"):
+        config = TrainConfig(arch="adaptive", steps=48, out=str(tmp_path / run), actors=0, seed=3,
+                             agent={"mem_len": 4, "chunk_size": 4}, **{**SMALL, "unroll": 6})
+        finals.append(load_checkpoint(train(config, progress=False)).agent.state_dict())
+    assert all(torch.equal(finals[0][k], finals[1][k]) for k in finals[0])
+
+
+def test_resume_continues_step_count_and_optimizer(tmp_path):
+    out = str(tmp_path / "run")
+    train(TrainConfig(arch="baseline", steps=256, out=out, actors=0, **SMALL), progress=False)
+    state = torch.load(tmp_path / "run" / "trainer_state.pt", weights_only=True)
+    assert state["step"] == 256 and state["optimizer"]["state"]
+    trainer = Trainer(TrainConfig(arch="baseline", steps=512, out=out, actors=0, **SMALL), resume=True,
+                      progress=False)
+    assert trainer.step == 256
+    saved_square_avg = state["optimizer"]["state"][0]["square_avg"]
+    assert torch.equal(trainer.optimizer.state_dict()["state"][0]["square_avg"], saved_square_avg)
+    trainer.run()
+    steps = [int(r["step"]) for r in rows(out)]
+    assert steps[0] == 32 and steps[-1] == 512 and steps == sorted(set(steps))
+    with pytest.raises(Exception, match="already holds checkpoints"):
+        Trainer(TrainConfig(arch="baseline", steps=512, out=out, actors=0, **SMALL), progress=False)
+
+
+def _kill_an_actor_after(seconds: float) -> threading.Thread:
+    import multiprocessing
+
+    def kill():
+        time.sleep(seconds)
+        children = multiprocessing.active_children()
+        if children:
+            os.kill(children[0].pid, signal.SIGKILL)
+
+    thread = threading.Thread(target=kill, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_killed_actor_is_restarted(tmp_path, capsys):
+    config = TrainConfig(arch="baseline", steps=2400, out=str(tmp_path / "run"), actors=2, **SMALL)
+    _kill_an_actor_after(3.0)
+    train(config, progress=False)
+    assert "died (exit code -9); restarting it (1/3)" in capsys.readouterr().out
+    steps = [int(r["step"]) for r in rows(tmp_path / "run")]
+    assert steps[-1] >= 2400
+
+
+def test_killed_actor_without_restarts_stops_with_a_clear_error(tmp_path):
+    config = TrainConfig(arch="baseline", steps=10**7, out=str(tmp_path / "run"), actors=2, max_actor_restarts=0,
+                         **SMALL)
+    _kill_an_actor_after(3.0)
+    started = time.monotonic()
+    with pytest.raises(TrainerError, match=r"actor \d died \(exit code -9\)"):
+        train(config, progress=False)
+    assert time.monotonic() - started < 60
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "step_000000000000.pt")
+
+
+def _start_cli_training(out: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "interp.cli", "train", "--arch", "baseline", "--env", "MiniPong-v0",
+               "--steps", "10000000", "--out", str(out), "--actors", "2", "--envs-per-actor", "2",
+               "--batch-size", "4", "--unroll", "8", "--checkpoint-every", "400"]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for_metrics(out: Path, rows_wanted: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (out / "metrics.csv").exists() and len(rows(out)) >= rows_wanted:
+            return
+        time.sleep(0.2)
+    raise AssertionError("training did not start")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_writes_a_final_checkpoint_and_exits_cleanly(tmp_path, signum):
+    out = tmp_path / f"run_{signum}"
+    process = _start_cli_training(out)
+    _wait_for_metrics(out, 10)
+    process.send_signal(signum)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    last_step = int(rows(out)[-1]["step"])
+    final = out / "checkpoints" / f"step_{last_step:012d}.pt"
+    assert final.exists() and load_checkpoint(final).meta["step"] == last_step
+    time.sleep(0.5)
+    assert processes_mentioning(str(out)) == []  # no actor left behind
+
+
+def test_sigkill_leaves_every_checkpoint_loadable_and_no_orphans(tmp_path):
+    out = tmp_path / "run"
+    process = _start_cli_training(out)
+    _wait_for_metrics(out, 40)
+    process.kill()
+    process.wait(timeout=30)
+    time.sleep(1.0)
+    assert processes_mentioning(str(out)) == []
+    checkpoints = list((out / "checkpoints").glob("step_*.pt"))
+    assert len(checkpoints) >= 3
+    for path in checkpoints:
+        load_checkpoint(path)
+    assert os.listdir("/dev/shm") == [] or not any(str(out.name) in n for n in os.listdir("/dev/shm"))
+
+
+def test_thesis_preset_sets_appendix_a_values():
+    config = apply_preset(TrainConfig(arch="timesformer_joint"), "thesis")
+    assert (config.unroll, config.batch_size, config.frame_size, config.agent["chunk_size"]) == (239, 4, 42, 10)
+    assert config.batch_size % config.envs_per_actor == 0

@@ -1,0 +1,116 @@
+"""Training configuration: one frozen dataclass, saved as ``RUN_DIR/config.json``, and the thesis presets."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from interp.errors import UserError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (CLI flags map onto these fields)."""
+
+    arch: str = "baseline"
+    """architecture name from ``interp.agents.AGENTS``"""
+    env: str = "MiniPong-v0"
+    """environment id"""
+    steps: int = 1_000_000
+    """environment steps (agent steps, over all environments) to train for"""
+    out: str = "runs/train"
+    """run directory"""
+    actors: int = 2
+    """actor processes; 0 runs one actor in the learner's process, synchronously (fully reproducible)"""
+    envs_per_actor: int = 8
+    """environments each actor steps as one batch (batched inference)"""
+    batch_size: int = 16
+    """environments' rollouts per learner update; a multiple of envs_per_actor"""
+    unroll: int = 20
+    """steps per rollout (T)"""
+    num_buffers: int = 0
+    """rollout slots in shared memory (0: two per actor, at least enough for two batches)"""
+    lr: float = 6e-4
+    rmsprop_alpha: float = 0.99
+    rmsprop_eps: float = 0.01
+    rmsprop_momentum: float = 0.0
+    discounting: float = 0.99
+    baseline_cost: float = 0.5
+    entropy_cost: float = 0.01
+    grad_norm_clip: float = 40.0
+    reward_clip: float = 1.0
+    """rewards are clipped to [-reward_clip, reward_clip] for learning (0: no clipping)"""
+    seed: int = 0
+    device: str = "cpu"
+    checkpoint_every: int = 100_000
+    """steps between checkpoints after the log-spaced early ones"""
+    frame_size: int = 84
+    agent: dict = field(default_factory=dict)
+    """architecture options, e.g. ``{"mem_len": 40}``"""
+    env_options: dict = field(default_factory=dict)
+    """environment options, e.g. ``{"points": 3}`` or ``{"modifications": ["lazy_enemy"]}``"""
+    max_actor_restarts: int = 3
+    """an actor that dies is restarted this many times in all before the run stops with an error"""
+    preset: str = ""
+    """the named preset these settings came from, if any"""
+
+    def __post_init__(self) -> None:
+        if self.actors < 0 or self.envs_per_actor < 1 or self.unroll < 1 or self.steps < 0:
+            raise UserError("actors must be >= 0, envs-per-actor and unroll >= 1, steps >= 0")
+        if self.batch_size % self.envs_per_actor:
+            raise UserError(f"batch size {self.batch_size} must be a multiple of envs-per-actor {self.envs_per_actor}")
+        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise UserError(f"device must be cpu or cuda, got {self.device!r}")
+
+    @property
+    def slots_per_batch(self) -> int:
+        return self.batch_size // self.envs_per_actor
+
+    @property
+    def buffer_slots(self) -> int:
+        """Rollout slots: a whole number per actor, at least two per actor and two batches' worth."""
+        actors = max(self.actors, 1)
+        wanted = max(self.num_buffers, 2 * actors, 2 * self.slots_per_batch)
+        return -(-wanted // actors) * actors
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> TrainConfig:
+        data = json.loads(Path(path).read_text())
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+# Thesis Appendix A (tables A.1, A.2). Actors and buffers there are for a GPU cluster; the presets keep this
+# machine's actor count and set the sequence and batch settings.
+THESIS = {
+    "mott": {"unroll": 160, "batch_size": 12},
+    "adaptive": {"unroll": 239, "batch_size": 16, "agent": {"chunk_size": 80}},
+    "spatiotemporal": {"unroll": 239, "batch_size": 12, "agent": {"chunk_size": 80}},
+    "spatiotemporal_oneshot": {"unroll": 239, "batch_size": 12, "agent": {"chunk_size": 80}},
+    "timesformer_divided": {"unroll": 239, "batch_size": 24,
+                            "agent": {"chunk_size": 80, "embed_dim": 16, "patch_size": 7, "layers": 1}},
+    "timesformer_joint": {"unroll": 239, "batch_size": 4, "frame_size": 42,
+                          "agent": {"chunk_size": 10, "embed_dim": 16, "patch_size": 7, "layers": 1}},
+    "baseline": {"unroll": 80, "batch_size": 8},
+}
+PRESETS = ("thesis", "monobeast")
+
+
+def apply_preset(config: TrainConfig, preset: str) -> TrainConfig:
+    """``thesis``: Appendix A's unroll, chunk and batch sizes for the architecture (envs per actor adjusted to divide
+    the batch); ``monobeast``: TorchBeast MonoBeast's defaults (RMSprop 4.8e-4, entropy 0.0006, batch 8, unroll 80)."""
+    if preset == "thesis":
+        settings = dict(THESIS[config.arch])
+        agent = {**settings.pop("agent", {}), **config.agent}
+        envs = next(e for e in range(min(config.envs_per_actor, settings["batch_size"]), 0, -1)
+                    if settings["batch_size"] % e == 0)
+        return replace(config, **settings, agent=agent, envs_per_actor=envs, preset=preset)
+    if preset == "monobeast":
+        envs = next(e for e in range(min(config.envs_per_actor, 8), 0, -1) if 8 % e == 0)
+        return replace(config, lr=4.8e-4, entropy_cost=0.0006, batch_size=8, unroll=80, envs_per_actor=envs,
+                       preset=preset)
+    raise UserError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")

@@ -1,0 +1,124 @@
+"""Shared memory between actors and the learner: rollout slots and published weights.
+
+Rollout slots hold ``T + 1`` steps of an actor's ``E`` environments, frame-aligned: at index ``t`` the frame, the
+reward received on arriving at it, ``done`` (the frame starts an episode), ``terminal`` (the step into the frame
+ended an episode), the previous action, and what the agent computed on that frame (behaviour logits, the action
+taken, any ``extra_inputs``). Index 0 repeats the last index of the actor's previous rollout, and each slot also
+keeps the agent state the actor had before index 0, so the learner replays exactly what the actor saw.
+
+No queue or lock crosses processes: every slot belongs to one actor, which alone marks it FULL; the learner alone
+marks it FREE. A killed actor therefore never blocks anyone, and its slots are simply handed to its replacement.
+Weights are published with a sequence lock: a reader retries if the version changed while it copied, so no
+actor ever loads half-written weights.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+FREE, FULL = 0, 1
+
+
+@dataclass(frozen=True)
+class Field:
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+
+def rollout_fields(agent: nn.Module, obs_shape: tuple[int, ...], num_actions: int) -> dict[str, Field]:
+    """The schema of one environment step in a rollout; the agent's extra inputs are sized by running it once."""
+    fields = {
+        "frame": Field(tuple(obs_shape), torch.uint8),
+        "reward": Field((), torch.float32),
+        "done": Field((), torch.bool),
+        "terminal": Field((), torch.bool),
+        "last_action": Field((), torch.int64),
+        "policy_logits": Field((num_actions,), torch.float32),
+        "action": Field((), torch.int64),
+        "episode_return": Field((), torch.float32),
+        "episode_step": Field((), torch.int64),
+    }
+    if agent.extra_inputs:
+        probe = {"frame": torch.zeros(1, 1, *obs_shape, dtype=torch.uint8), "reward": torch.zeros(1, 1),
+                 "done": torch.ones(1, 1, dtype=torch.bool), "last_action": torch.zeros(1, 1, dtype=torch.long)}
+        with torch.no_grad():
+            outputs, _ = agent(probe, agent.initial_state(1))
+        for name in agent.extra_inputs:
+            fields[name] = Field(tuple(outputs[name].shape[2:]), outputs[name].dtype)
+    return fields
+
+
+class RolloutBuffers:
+    """``slots`` rollouts of ``[T + 1, E, ...]`` per field, plus each slot's initial agent state, in shared memory."""
+
+    def __init__(self, fields: dict[str, Field], initial_state: tuple[torch.Tensor, ...], slots: int, unroll: int,
+                 envs: int):
+        self.fields = fields
+        self.data = {name: torch.zeros(slots, unroll + 1, envs, *f.shape, dtype=f.dtype).share_memory_()
+                     for name, f in fields.items()}
+        self.states = tuple(torch.zeros(slots, *s.shape, dtype=s.dtype).share_memory_() for s in initial_state)
+        self.status = torch.zeros(slots, dtype=torch.int32).share_memory_()
+        self.filled_at = torch.zeros(slots, dtype=torch.float64).share_memory_()
+
+    @property
+    def slots(self) -> int:
+        return self.status.shape[0]
+
+    def mark_full(self, slot: int) -> None:
+        self.filled_at[slot] = time.monotonic()
+        self.status[slot] = FULL
+
+    def full_slots(self) -> list[int]:
+        """FULL slots, oldest first."""
+        full = torch.nonzero(self.status == FULL).flatten().tolist()
+        return sorted(full, key=lambda s: float(self.filled_at[s]))
+
+    def take(self, slots: list[int]) -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, ...]]:
+        """Copy the slots out as one batch (``[T + 1, len(slots) * E, ...]``, states ``[len * E, ...]``) and free
+        them."""
+        batch = {name: torch.cat([buffer[s] for s in slots], dim=1) for name, buffer in self.data.items()}
+        states = tuple(torch.cat([state[s] for s in slots], dim=0) for state in self.states)
+        for s in slots:
+            self.status[s] = FREE
+        return batch, states
+
+
+class SharedWeights:
+    """The learner's weights for the actors: one flat shared buffer under a sequence lock (single writer)."""
+
+    def __init__(self, model: nn.Module):
+        tensors = list(model.state_dict().values())
+        self.numels = [t.numel() for t in tensors]
+        self.flat = torch.zeros(sum(self.numels), dtype=torch.float32).share_memory_()
+        self.version = torch.zeros(1, dtype=torch.int64).share_memory_()  # odd while a write is under way
+
+    def publish(self, model: nn.Module) -> int:
+        """Copy the model's weights in; returns the new (even) version."""
+        with torch.no_grad():
+            flat = torch.cat([t.detach().reshape(-1).float().cpu() for t in model.state_dict().values()])
+            self.version += 1
+            self.flat.copy_(flat)
+            self.version += 1
+        return int(self.version)
+
+    def fetch(self, model: nn.Module, known_version: int) -> int:
+        """Load the newest complete weights into ``model`` if they are newer than ``known_version``."""
+        while True:
+            before = int(self.version)
+            if before == known_version or before == 0:
+                return known_version
+            if before % 2:
+                time.sleep(0.0005)
+                continue
+            snapshot = self.flat.clone()
+            if int(self.version) == before:
+                break
+        state = model.state_dict()
+        with torch.no_grad():
+            for tensor, chunk in zip(state.values(), torch.split(snapshot, self.numels), strict=True):
+                tensor.copy_(chunk.view_as(tensor).to(tensor.dtype))
+        return before
