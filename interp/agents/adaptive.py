@@ -61,6 +61,6 @@ class AdaptiveAgent(Agent):
     def forward(self, inputs: dict[str, torch.Tensor], state: State) -> tuple[dict, State]:
         steps, batch = inputs["frame"].shape[:2]
         embedded = self.embed(self.vision(self.frames(inputs))).view(steps, batch, -1)
-        x = self.core_input(torch.cat([embedded, inputs["reward"][..., None], self.last_action_one_hot(inputs)], -1))
+        x = self.core_input(torch.cat([embedded, self.reward(inputs)[..., None], self.last_action_one_hot(inputs)], -1))
         core, memory, valid = run_in_chunks(self.core, x, inputs["done"], *state, self.config.chunk_size)
         return self.outputs(*self.heads(core)), (memory, valid)

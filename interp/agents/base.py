@@ -64,16 +64,24 @@ class Agent(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
     def frames(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``[T, B, C, H, W]`` uint8 -> float ``[T * B, C, H, W]``."""
+        """``[T, B, C, H, W]`` (uint8, or float in 0-255 for saliency) -> ``[T * B, C, H, W]`` in the weights' dtype."""
         frame = inputs["frame"]
         if tuple(frame.shape[2:]) != self.obs_shape:
             raise ValueError(f"{self.name} agent expects frames {self.obs_shape}, got {tuple(frame.shape[2:])}")
-        frame = frame.flatten(0, 1).float()
+        frame = frame.flatten(0, 1).to(self.dtype)
         return frame / 255.0 if self.config.scale_frames else frame
 
+    def reward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The previous reward ``[T, B]``, clipped to [-1, 1] as the agent sees it."""
+        return inputs["reward"].to(self.dtype).clamp(-1.0, 1.0)
+
     def last_action_one_hot(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        return F.one_hot(inputs["last_action"].long(), self.num_actions).float()
+        return F.one_hot(inputs["last_action"].long(), self.num_actions).to(self.dtype)
 
     def outputs(self, policy_logits: torch.Tensor, baseline: torch.Tensor, **extra: torch.Tensor) -> dict:
         """``policy_logits [T, B, A]`` and ``baseline [T, B]`` -> the outputs dict, with the action chosen."""

@@ -79,14 +79,14 @@ class MottAgent(Agent):
         self.heads = PolicyValueHeads(config.core, num_actions)
 
     def initial_state(self, batch_size: int) -> State:
-        conv = torch.zeros(batch_size, sum(self.split), *self.grid, device=self.device)
-        core = torch.zeros(batch_size, self.config.core, device=self.device)
+        conv = torch.zeros(batch_size, sum(self.split), *self.grid, device=self.device, dtype=self.dtype)
+        core = torch.zeros(batch_size, self.config.core, device=self.device, dtype=self.dtype)
         return conv, conv.clone(), core, core.clone()
 
     def forward(self, inputs: dict[str, torch.Tensor], state: State) -> tuple[dict, State]:
         steps, batch = inputs["frame"].shape[:2]
         features = self.vision(self.frames(inputs)).view(steps, batch, -1, *self.grid)
-        last_action = self.last_action_one_hot(inputs)
+        last_action, reward = self.last_action_one_hot(inputs), self.reward(inputs)
         conv_h, conv_c, core_h, core_c = state
         outputs = []
         for t in range(steps):
@@ -94,7 +94,7 @@ class MottAgent(Agent):
             conv_h, conv_c, core_h, core_c = (reset_where(done, s) for s in (conv_h, conv_c, core_h, core_c))
             conv_h, conv_c = self.conv_lstm(features[t], (conv_h, conv_c))
             keys, values = conv_h.split(self.split, dim=1)
-            core_input = self.answerer(core_h, keys, values, inputs["reward"][t], last_action[t])
+            core_input = self.answerer(core_h, keys, values, reward[t], last_action[t])
             core_h, core_c = self.core(core_input, (core_h, core_c))
             outputs.append(core_h)
         logits, baseline = self.heads(torch.stack(outputs))

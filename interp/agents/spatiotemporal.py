@@ -57,13 +57,13 @@ class SpatioTemporalAgent(Agent):
 
     def initial_state(self, batch_size: int) -> State:
         memory, valid = self.core.initial_state(batch_size)
-        return memory, valid, torch.zeros(batch_size, self.config.dim, device=self.device)
+        return memory, valid, torch.zeros(batch_size, self.config.dim, device=self.device, dtype=self.dtype)
 
     def forward(self, inputs: dict[str, torch.Tensor], state: State) -> tuple[dict, State]:
         steps, batch = inputs["frame"].shape[:2]
         keys, values = self.keys_values(self.vision(self.frames(inputs))).split(self.split, dim=1)
         keys, values = keys.view(steps, batch, *keys.shape[1:]), values.view(steps, batch, *values.shape[1:])
-        last_action, reward, done = self.last_action_one_hot(inputs), inputs["reward"], inputs["done"]
+        last_action, reward, done = self.last_action_one_hot(inputs), self.reward(inputs), inputs["done"]
         memory, valid, previous = state
         if "query_state" in inputs:  # one-shot: all queries from the actor's stored core outputs
             query_state = inputs["query_state"]

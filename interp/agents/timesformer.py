@@ -69,7 +69,7 @@ class TimeSformerAgent(Agent):
         tokens = tokens.view(steps, batch, *tokens.shape[1:])
         encoded, memory, valid = run_in_chunks(self.core, tokens, inputs["done"], *state, self.config.chunk_size)
         hidden = self.project(self.norm(encoded).flatten(0, 1)).view(steps, batch, -1)
-        features = torch.cat([hidden, inputs["reward"][..., None], self.last_action_one_hot(inputs)], dim=-1)
+        features = torch.cat([hidden, self.reward(inputs)[..., None], self.last_action_one_hot(inputs)], dim=-1)
         return self.outputs(*self.heads(features)), (memory, valid)
 
 

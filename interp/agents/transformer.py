@@ -176,9 +176,10 @@ class MemoryCore(nn.Module):
         self.mem_len, self.token_shape = mem_len, token_shape
 
     def initial_state(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        device = next(self.parameters()).device
-        return (torch.zeros(batch_size, len(self.layers), self.mem_len, *self.token_shape, device=device),
-                torch.zeros(batch_size, self.mem_len, dtype=torch.bool, device=device))
+        weight = next(self.parameters())
+        return (torch.zeros(batch_size, len(self.layers), self.mem_len, *self.token_shape, device=weight.device,
+                            dtype=weight.dtype),
+                torch.zeros(batch_size, self.mem_len, dtype=torch.bool, device=weight.device))
 
     def forward(self, x: torch.Tensor, done: torch.Tensor, memory: torch.Tensor, valid: torch.Tensor):
         """x ``[T, B, *token_shape]``, done ``[T, B]`` -> output like x, new memory, new validity."""

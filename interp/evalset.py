@@ -1,0 +1,122 @@
+"""Fixed evaluation sets: frames with object masks and the history before each, replayed by every checkpoint.
+
+An evaluation set file (``.npz``) holds, for ``N`` frames:
+
+- ``obs`` uint8 ``[N, 4, S, S]``: the observations evaluated;
+- ``last_action`` int64 ``[N]``, ``reward`` float32 ``[N]``, ``done`` bool ``[N]``: the rest of each step's inputs;
+- ``action`` int64 ``[N]``: what the reference policy did there;
+- ``masks/<object>`` bool ``[N, S, S]``: object masks of the newest frame;
+- ``rgb`` uint8 ``[N, H, W, 3]``: the raw frames, for overlays;
+- ``context/obs`` uint8 ``[N, C, 4, S, S]``, ``context/last_action``, ``context/reward``, ``context/done``
+  ``[N, C]``: the ``C`` steps before each frame (``context/done[:, 0]`` is True: the state starts there), so that
+  every checkpoint of a recurrent or memory agent builds its own state on the same history;
+- ``meta``: a JSON string (environment id, seed, reference checkpoint, frame size).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from interp.errors import UserError
+
+
+@dataclass
+class EvalSet:
+    obs: np.ndarray
+    last_action: np.ndarray
+    reward: np.ndarray
+    done: np.ndarray
+    action: np.ndarray
+    masks: dict[str, np.ndarray]
+    rgb: np.ndarray
+    context: dict[str, np.ndarray]
+    meta: dict
+
+    def __len__(self) -> int:
+        return len(self.obs)
+
+    @property
+    def env(self) -> str:
+        return self.meta["env"]
+
+    def subset(self, indices) -> EvalSet:
+        """The frames at ``indices`` (a slice or index array)."""
+        return EvalSet(self.obs[indices], self.last_action[indices], self.reward[indices], self.done[indices],
+                       self.action[indices], {k: v[indices] for k, v in self.masks.items()}, self.rgb[indices],
+                       {k: v[indices] for k, v in self.context.items()}, self.meta)
+
+    def step_inputs(self, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+        """The evaluated step of every frame as agent inputs with ``T = 1``, ``B = N``."""
+        return {"frame": torch.from_numpy(self.obs)[None].to(device),
+                "last_action": torch.from_numpy(self.last_action)[None].to(device),
+                "reward": torch.from_numpy(self.reward)[None].to(device),
+                "done": torch.from_numpy(self.done)[None].to(device)}
+
+    def context_inputs(self, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+        """The context steps as time-major agent inputs ``[C, N, ...]``."""
+        return {"frame": torch.from_numpy(self.context["obs"]).transpose(0, 1).to(device),
+                **{key: torch.from_numpy(self.context[key]).T.to(device)
+                   for key in ("last_action", "reward", "done")}}
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the set atomically as a compressed ``.npz``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {"obs": self.obs, "last_action": self.last_action, "reward": self.reward, "done": self.done,
+                  "action": self.action, "rgb": self.rgb, "meta": np.array(json.dumps(self.meta)),
+                  **{f"masks/{k}": v for k, v in self.masks.items()},
+                  **{f"context/{k}": v for k, v in self.context.items()}}
+        handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
+        try:
+            with os.fdopen(handle, "wb") as file:
+                np.savez_compressed(file, **arrays)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+
+REQUIRED = ("obs", "last_action", "reward", "done", "action", "rgb", "meta", "context/obs", "context/last_action",
+            "context/reward", "context/done")
+
+
+def load_evalset(path: str | os.PathLike) -> EvalSet:
+    """Read an evaluation set; a missing, corrupt or foreign file raises one :class:`UserError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such evaluation set")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [key for key in REQUIRED if key not in data.files]
+            if missing:
+                raise UserError(f"{path}: not an evaluation set (missing {', '.join(missing)})")
+            arrays = {key: data[key] for key in data.files}
+    except UserError:
+        raise
+    except Exception as error:
+        raise UserError(f"{path}: not a readable evaluation set ({error})") from error
+    return EvalSet(
+        obs=arrays["obs"], last_action=arrays["last_action"], reward=arrays["reward"], done=arrays["done"],
+        action=arrays["action"], rgb=arrays["rgb"],
+        masks={k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("masks/")},
+        context={k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("context/")},
+        meta=json.loads(str(arrays["meta"])),
+    )
+
+
+def pre_step_state(agent, evalset: EvalSet, device: str | torch.device = "cpu"):
+    """Each frame's agent state before its evaluated step, built by replaying its context (batch ``N``)."""
+    state = agent.initial_state(len(evalset))
+    if evalset.context["obs"].shape[1] == 0:
+        return state
+    with torch.no_grad():
+        _, state = agent(evalset.context_inputs(device), state)
+    return state
