@@ -77,6 +77,25 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"run directory: {config.out} (config.json, checkpoints/, metrics.csv, tensorboard/)")
 
 
+def cmd_evalset(args: argparse.Namespace) -> None:
+    from analyses.evalset import evalset_from_checkpoint
+
+    evalset = evalset_from_checkpoint(args.source, args.env, frames=args.frames, context=args.context,
+                                      seed=args.seed, **_key_values(args.env_option))
+    path = evalset.save(args.out)
+    print(f"{path}: {len(evalset)} frames of {args.env} with masks {sorted(evalset.masks)} and {args.context} "
+          f"context steps each (reference: {evalset.meta['reference']})")
+
+
+def cmd_maps(args: argparse.Namespace) -> None:
+    from analyses.maps import maps_for_checkpoint
+    from interp.evalset import load_evalset
+
+    methods = [m for m in args.methods.split(",") if m]
+    path = maps_for_checkpoint(args.checkpoint, load_evalset(args.evalset), args.out, methods)
+    print(f"wrote {path}")
+
+
 def _key_values(items: list[str] | None) -> dict:
     """``["mem_len=40", "gating=false"]`` -> ``{"mem_len": 40, "gating": False}`` (values parsed as JSON)."""
     import json
@@ -149,6 +168,37 @@ def build_parser() -> argparse.ArgumentParser:
                        help='environment option, repeatable (e.g. points=3, modifications=["lazy_enemy"])')
     train.add_argument("--resume", action="store_true", help="continue the run in --out (steps, optimizer, RNG)")
     train.set_defaults(run=cmd_train)
+
+    evalset = commands.add_parser(
+        "evalset", help="build a fixed evaluation set of frames with object masks and history",
+        description="Play a reference policy (a checkpoint, or a run directory's final checkpoint) and keep frames "
+                    "in which every object is present and no two overlap, each with the steps before it, so that "
+                    "every checkpoint builds its own state on the same history.",
+        epilog="example: interp evalset runs/baseline --env MiniPong-v0 --frames 150 --out runs/eval.npz",
+    )
+    evalset.add_argument("source", help="checkpoint file or run directory")
+    evalset.add_argument("--env", required=True, help="environment id")
+    evalset.add_argument("--frames", type=int, default=150, help="frames to keep (default: 150)")
+    evalset.add_argument("--out", required=True, help="output .npz file")
+    evalset.add_argument("--context", type=int, default=32, help="history steps kept per frame (default: 32)")
+    evalset.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    evalset.add_argument("--env-option", action="append", metavar="KEY=VALUE", help="environment option")
+    evalset.set_defaults(run=cmd_evalset)
+
+    maps = commands.add_parser(
+        "maps", help="attention and saliency maps of a checkpoint on an evaluation set",
+        description="Write DIR/maps.npz: <method>/actor and <method>/critic float32 [N, 84, 84] per saliency "
+                    "method, and attention/<hook name> per attention hook (see the README for the layouts).",
+        epilog="example: interp maps runs/baseline/checkpoints/step_000002000000.pt --evalset runs/eval.npz "
+               "--out runs/maps --methods perturbation,gradient",
+    )
+    maps.add_argument("checkpoint", help="checkpoint file")
+    maps.add_argument("--evalset", required=True, help="evaluation set (.npz from `interp evalset`)")
+    maps.add_argument("--out", required=True, help="output folder")
+    maps.add_argument("--methods", default="perturbation,gradient",
+                      help="comma-separated: perturbation, gradient, integrated_gradients, smoothgrad, occlusion "
+                           "(default: perturbation,gradient)")
+    maps.set_defaults(run=cmd_maps)
     return parser
 
 

@@ -1,0 +1,106 @@
+"""Build a fixed evaluation set by playing a reference policy (a checkpoint) in an environment with object masks."""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from interp.agents import Agent, load_agent
+from interp.envs import make_env
+from interp.errors import UserError
+from interp.evalset import EvalSet
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or a run directory's latest checkpoint."""
+    path = Path(path)
+    if path.is_dir():
+        found = sorted((path / "checkpoints").glob("step_*.pt"))
+        if not found:
+            raise UserError(f"{path}: a directory without checkpoints/step_*.pt")
+        return found[-1]
+    if not path.exists():
+        raise UserError(f"{path}: no such checkpoint or run directory")
+    return path
+
+
+def eligible(masks: dict[str, np.ndarray]) -> bool:
+    """Every object present and no two objects overlapping."""
+    if not masks or not all(m.any() for m in masks.values()):
+        return False
+    total = np.sum([m.astype(np.int32) for m in masks.values()], axis=0)
+    return bool(total.max() <= 1)
+
+
+def build_evalset(agent: Agent, env_id: str, *, frames: int = 150, context: int = 32, seed: int = 0,
+                  stride: int = 4, max_steps: int = 200_000, reference: str = "", progress: bool = True,
+                  **env_options) -> EvalSet:
+    """Play ``agent`` (sampling its actions) and keep every ``stride``-th step whose frame is eligible (all objects
+    present, none overlapping), with the ``context`` steps before it, until ``frames`` are kept."""
+    env = make_env(env_id, seed=seed, object_masks=True, **env_options)
+    if tuple(env.observation_space.shape) != agent.obs_shape:
+        raise UserError(f"the reference agent expects observations {agent.obs_shape}, {env_id} gives "
+                        f"{tuple(env.observation_space.shape)}")
+    torch.manual_seed(seed)
+    agent.train()  # sample actions: a greedy policy can loop on a few states
+    obs, info = env.reset(seed=seed)
+    last_action, reward, done = 0, 0.0, True
+    state = agent.initial_state(1)
+    history: deque = deque(maxlen=context)
+    kept: list[dict] = []
+    bar = tqdm(total=frames, desc="evaluation frames", unit="frame", disable=None if progress else True)
+    for step in range(max_steps):
+        inputs = {"frame": torch.from_numpy(obs)[None, None], "last_action": torch.tensor([[last_action]]),
+                  "reward": torch.tensor([[reward]], dtype=torch.float32), "done": torch.tensor([[done]])}
+        with torch.no_grad():
+            outputs, state = agent(inputs, state)
+        action = int(outputs["action"][0, 0])
+        if len(history) == context and step % stride == 0 and eligible(info["object_masks"]):
+            kept.append({"obs": obs, "last_action": last_action, "reward": reward, "done": done, "action": action,
+                         "masks": info["object_masks"], "rgb": env.render(), "context": list(history)})
+            bar.update()
+            if len(kept) == frames:
+                break
+        history.append((obs, last_action, reward, done))
+        obs, reward, terminated, truncated, info = env.step(action)
+        reward, last_action, done = float(reward), action, False
+        if terminated or truncated:
+            obs, info = env.reset()
+            last_action, reward, done = 0, 0.0, True
+    bar.close()
+    env.close()
+    if len(kept) < frames:
+        raise UserError(f"only {len(kept)} eligible frames (all objects present, none overlapping) in {max_steps} "
+                        f"steps of {env_id}; ask for fewer --frames")
+    context_arrays = {
+        "obs": np.stack([[c[0] for c in k["context"]] for k in kept]).astype(np.uint8).reshape(
+            len(kept), context, *agent.obs_shape),
+        "last_action": np.array([[c[1] for c in k["context"]] for k in kept], dtype=np.int64).reshape(-1, context),
+        "reward": np.array([[c[2] for c in k["context"]] for k in kept], dtype=np.float32).reshape(-1, context),
+        "done": np.array([[c[3] for c in k["context"]] for k in kept], dtype=bool).reshape(-1, context),
+    }
+    if context:
+        context_arrays["done"][:, 0] = True  # each frame's state is built from here on
+    names = sorted(kept[0]["masks"])
+    return EvalSet(
+        obs=np.stack([k["obs"] for k in kept]).astype(np.uint8),
+        last_action=np.array([k["last_action"] for k in kept], dtype=np.int64),
+        reward=np.array([k["reward"] for k in kept], dtype=np.float32),
+        done=np.array([k["done"] for k in kept], dtype=bool),
+        action=np.array([k["action"] for k in kept], dtype=np.int64),
+        masks={name: np.stack([k["masks"][name] for k in kept]) for name in names},
+        rgb=np.stack([k["rgb"] for k in kept]).astype(np.uint8),
+        context=context_arrays,
+        meta={"env": env_id, "seed": seed, "reference": reference, "frame_size": agent.obs_shape[-1],
+              "context": context, "stride": stride, "env_options": env_options},
+    )
+
+
+def evalset_from_checkpoint(source: str | Path, env_id: str, **options) -> EvalSet:
+    """:func:`build_evalset` with the checkpoint at ``source`` (a run directory: its final checkpoint)."""
+    checkpoint = resolve_checkpoint(source)
+    return build_evalset(load_agent(checkpoint), env_id, reference=str(checkpoint), **options)

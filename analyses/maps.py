@@ -1,0 +1,65 @@
+"""Attention and saliency maps of one checkpoint on an evaluation set: ``DIR/maps.npz``.
+
+Keys: ``<method>/actor`` and ``<method>/critic`` float32 ``[N, S, S]`` for each saliency method, and
+``attention/<hook name>`` in the layouts of :mod:`interp.attention`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from interp.agents import Agent, load_checkpoint
+from interp.attention import attention_maps
+from interp.errors import UserError
+from interp.evalset import EvalSet, pre_step_state
+from interp.saliency import METHODS, Steps
+
+
+def check_compatible(agent: Agent, meta: dict, evalset: EvalSet, checkpoint: Path) -> None:
+    """The evaluation set must come from the checkpoint's environment and observation shape."""
+    trained_on = meta.get("env")
+    if trained_on and trained_on != evalset.env:
+        raise UserError(f"{checkpoint} was trained on {trained_on}, the evaluation set comes from {evalset.env}")
+    if tuple(evalset.obs.shape[1:]) != agent.obs_shape:
+        raise UserError(f"{checkpoint} expects observations {agent.obs_shape}, the evaluation set holds "
+                        f"{tuple(evalset.obs.shape[1:])}")
+
+
+def compute_maps(agent: Agent, evalset: EvalSet, methods: list[str], progress: bool = True) -> dict[str, np.ndarray]:
+    """Saliency (``methods``) and attention maps of ``agent`` at every frame of ``evalset``."""
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise UserError(f"unknown saliency method(s) {unknown}; known: {', '.join(METHODS)}")
+    agent.eval()
+    steps = Steps(evalset.step_inputs(), pre_step_state(agent, evalset))
+    maps = {f"attention/{name}": value for name, value in attention_maps(agent, steps).items()}
+    for method in tqdm(methods, desc="saliency", unit="method", disable=None if progress else True):
+        result = METHODS[method].attribute(agent, steps)
+        maps[f"{method}/actor"], maps[f"{method}/critic"] = result["actor"], result["critic"]
+    return maps
+
+
+def save_maps(path: str | os.PathLike, maps: dict[str, np.ndarray]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            np.savez_compressed(file, **maps)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def maps_for_checkpoint(checkpoint: str | Path, evalset: EvalSet, out_dir: str | Path, methods: list[str],
+                        progress: bool = True) -> Path:
+    loaded = load_checkpoint(checkpoint)
+    check_compatible(loaded.agent, loaded.meta, evalset, Path(checkpoint))
+    return save_maps(Path(out_dir) / "maps.npz", compute_maps(loaded.agent, evalset, methods, progress))

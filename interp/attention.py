@@ -1,0 +1,64 @@
+"""Attention maps from the hook points, mapped onto the image and normalised per head (thesis eq. 5.1).
+
+:func:`attention_maps` runs the evaluated steps once with :func:`interp.hooks.record_attention` and returns, per
+hook name, float32 arrays:
+
+- ``spatial`` (Mott, spatio-temporal) and ``space`` (TimeSformer divided, averaged over the query patches):
+  ``[N, heads, S, S]``;
+- ``space_time`` (TimeSformer joint, averaged over the query patches and projected back onto the frame each key
+  came from): ``[N, heads, key_frames, S, S]``, oldest key frame first, the last one being the current frame;
+- ``temporal`` (Transformer-XL) and ``time`` (TimeSformer divided, averaged over patches): over memory,
+  ``[N, heads, keys]``, oldest first, the last key being the current step.
+
+Each head's map is min-max normalised to [0, 1] per frame, ``(A - min) / (max - min)`` (a constant map gives 0).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from interp.hooks import AttentionRecord, record_attention
+from interp.saliency import Steps
+
+
+def normalise(maps: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """Thesis eq. 5.1 over ``axes``."""
+    low = maps.min(axis=axes, keepdims=True)
+    span = maps.max(axis=axes, keepdims=True) - low
+    return np.where(span > 0, (maps - low) / np.where(span > 0, span, 1), 0.0).astype(np.float32)
+
+
+def grid_to_image(grids: np.ndarray, size: int) -> np.ndarray:
+    """``[..., h, w]`` maps over grid cells that tile the frame -> ``[..., S, S]``, bilinear between cell centres."""
+    flat = grids.reshape(-1, *grids.shape[-2:]).astype(np.float32)
+    resized = np.stack([cv2.resize(g, (size, size), interpolation=cv2.INTER_LINEAR) for g in flat])
+    return resized.reshape(*grids.shape[:-2], size, size)
+
+
+def image_maps(record: AttentionRecord, size: int) -> np.ndarray:
+    """One hook's weights from a single call with ``T = 1``, in the layout the module docstring gives."""
+    weights = record.tensors[-1].float().numpy()
+    grid = record.grid
+    if record.kind == "spatial":  # [N, H, h, w]
+        return normalise(grid_to_image(weights, size), (-2, -1))
+    if record.kind == "space":  # [N, H, 1, Nq, Nk]
+        spatial = weights[:, :, 0].mean(axis=2).reshape(*weights.shape[:2], *grid)
+        return normalise(grid_to_image(spatial, size), (-2, -1))
+    if record.kind == "space_time":  # [N, H, 1, Nq, Kf, Nk]
+        per_key_frame = weights[:, :, 0].mean(axis=2).reshape(*weights.shape[:2], weights.shape[4], *grid)
+        return normalise(grid_to_image(per_key_frame, size), (-3, -2, -1))
+    if record.kind == "temporal":  # [N, H, 1, K]
+        return normalise(weights[:, :, 0], (-1,))
+    if record.kind == "time":  # [N, H, patches, 1, K]
+        return normalise(weights[:, :, :, 0].mean(axis=2), (-1,))
+    raise ValueError(f"no image layout for attention of kind {record.kind!r}")
+
+
+def attention_maps(agent, steps: Steps) -> dict[str, np.ndarray]:
+    """Every attention hook of ``agent`` at the evaluated steps, by hook name (see the module docstring)."""
+    size = steps.inputs["frame"].shape[-1]
+    with record_attention(agent) as records, torch.no_grad():
+        agent(steps.inputs, steps.state)
+    return {name: image_maps(record, size) for name, record in records.items() if record.tensors}
