@@ -96,6 +96,14 @@ def cmd_maps(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def cmd_video(args: argparse.Namespace) -> None:
+    from analyses.video import render_video
+
+    path = render_video(args.checkpoint, args.env, args.frames, args.out, seed=args.seed, png_every=args.png_every,
+                        **_key_values(args.env_option))
+    print(f"wrote {path}")
+
+
 def _key_values(items: list[str] | None) -> dict:
     """``["mem_len=40", "gating=false"]`` -> ``{"mem_len": 40, "gating": False}`` (values parsed as JSON)."""
     import json
@@ -199,6 +207,23 @@ def build_parser() -> argparse.ArgumentParser:
                       help="comma-separated: perturbation, gradient, integrated_gradients, smoothgrad, occlusion "
                            "(default: perturbation,gradient)")
     maps.set_defaults(run=cmd_maps)
+
+    video = commands.add_parser(
+        "video", help="overlay video: frame, attention heads, actor and critic saliency",
+        description="Play a checkpoint's agent and write an h264 mp4 with titled panels side by side: the raw "
+                    "frame, each attention head overlaid, and the actor and critic perturbation saliency (OpenCV JET "
+                    "heat maps alpha-blended as in the thesis), with the step and the return.",
+        epilog="example: interp video runs/baseline/checkpoints/step_000002000000.pt --env MiniPong-v0 --frames 300 "
+               "--out runs/baseline.mp4",
+    )
+    video.add_argument("checkpoint", help="checkpoint file")
+    video.add_argument("--env", required=True, help="environment id")
+    video.add_argument("--frames", type=int, default=300, help="steps to play (default: 300)")
+    video.add_argument("--out", required=True, help="output .mp4")
+    video.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    video.add_argument("--png-every", type=int, default=0, help="also write every K-th frame as PNG (default: none)")
+    video.add_argument("--env-option", action="append", metavar="KEY=VALUE", help="environment option")
+    video.set_defaults(run=cmd_video)
     return parser
 
 

@@ -58,3 +58,21 @@ def write_mp4(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int = 
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def heatmap_overlay(rgb: np.ndarray, values: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Alpha-blend an OpenCV JET heat map of ``values`` (any range, min-max normalised; resized to the image) onto
+    ``rgb`` uint8 ``[H, W, 3]``, as in the thesis' figures."""
+    height, width = rgb.shape[:2]
+    low, high = float(values.min()), float(values.max())
+    scaled = np.zeros_like(values, dtype=np.float32) if high <= low else (values - low) / (high - low)
+    scaled = cv2.resize(scaled.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    heat = cv2.cvtColor(cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    return cv2.addWeighted(rgb, 1 - alpha, heat, alpha, 0)
+
+
+def titled(image: np.ndarray, title: str, height: int = 24) -> np.ndarray:
+    """The image with a black title bar above it."""
+    bar = np.zeros((height, image.shape[1], 3), dtype=np.uint8)
+    cv2.putText(bar, title, (4, height - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    return np.concatenate([bar, image], axis=0)

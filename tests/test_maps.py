@@ -76,3 +76,20 @@ def test_maps_command_and_its_errors(evalset_path, tmp_path, capsys):
         load_evalset(tmp_path / "bad.npz")
     assert main(["maps", str(checkpoint), "--evalset", str(evalset_path), "--out", str(tmp_path / "y"),
                  "--methods", "telepathy"]) == 2
+
+
+def test_video_command_writes_titled_panels(tmp_path):
+    import imageio.v2 as imageio
+
+    torch.manual_seed(0)
+    checkpoint = save_checkpoint(tmp_path / "st.pt", make_agent("spatiotemporal", num_actions=3, mem_len=4),
+                                 env="MiniPong-v0")
+    out = tmp_path / "video.mp4"
+    assert main(["video", str(checkpoint), "--env", "MiniPong-v0", "--frames", "4", "--out", str(out),
+                 "--png-every", "2"]) == 0
+    reader = imageio.get_reader(out)
+    frames = list(reader)
+    assert len(frames) == 4 and reader.get_meta_data()["codec"] == "h264"
+    # frame, 4 spatial heads, the temporal strip, actor and critic saliency: 8 panels of 252 pixels
+    assert frames[0].shape[1] == 8 * 252
+    assert sorted(p.name for p in tmp_path.glob("video_*.png")) == ["video_00000.png", "video_00002.png"]

@@ -1,0 +1,93 @@
+"""Overlay videos: the agent plays, and each step shows the raw frame, every attention head overlaid, and the actor
+and critic perturbation saliency, side by side, with the step and the return."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from interp.agents import load_checkpoint
+from interp.attention import image_maps
+from interp.envs import make_env
+from interp.errors import UserError
+from interp.hooks import record_attention
+from interp.render import heatmap_overlay, titled, upscale, write_mp4
+from interp.saliency import Perturbation, Steps
+
+PANEL_HEIGHT = 252
+
+
+def _panels(rgb: np.ndarray, attention: dict[str, np.ndarray], saliency: dict[str, np.ndarray]) -> list[np.ndarray]:
+    panels = [titled(upscale(rgb, PANEL_HEIGHT), "frame")]
+    for name, maps in attention.items():
+        short = name.replace(".hook_weights", "").split(".")[-1]
+        if maps.ndim == 4:  # [1, heads, S, S], or [1, heads, key_frames, S, S] joint: the current frame's keys
+            for head in range(maps.shape[1]):
+                panels.append(titled(upscale(heatmap_overlay(rgb, maps[0, head]), PANEL_HEIGHT), f"{short} h{head}"))
+        elif maps.ndim == 5:
+            for head in range(maps.shape[1]):
+                panels.append(titled(upscale(heatmap_overlay(rgb, maps[0, head, -1]), PANEL_HEIGHT),
+                                     f"{short} h{head} (now)"))
+        else:  # over memory: heads x keys, oldest left
+            strip = cv2.applyColorMap((maps[0] * 255).astype(np.uint8), cv2.COLORMAP_JET)
+            strip = cv2.resize(cv2.cvtColor(strip, cv2.COLOR_BGR2RGB), (PANEL_HEIGHT, PANEL_HEIGHT),
+                               interpolation=cv2.INTER_NEAREST)
+            panels.append(titled(strip, f"{short}: heads x memory"))
+    for target, values in saliency.items():
+        panels.append(titled(upscale(heatmap_overlay(rgb, values[0]), PANEL_HEIGHT), f"{target} saliency"))
+    return panels
+
+
+def render_video(checkpoint: str | Path, env_id: str, frames: int, out: str | Path, *, seed: int = 0,
+                 png_every: int = 0, saliency: Perturbation | None = None, progress: bool = True, **env_options
+                 ) -> Path:
+    """Play the checkpoint's agent (greedy) for ``frames`` steps and write the overlay video; with ``png_every``,
+    also every such step as a PNG beside it."""
+    loaded = load_checkpoint(checkpoint)
+    agent = loaded.agent.eval()
+    trained_on = loaded.meta.get("env")
+    if trained_on and trained_on != env_id:
+        raise UserError(f"{checkpoint} was trained on {trained_on}, not {env_id}")
+    env = make_env(env_id, seed=seed, **env_options)
+    if tuple(env.observation_space.shape) != agent.obs_shape:
+        raise UserError(f"{checkpoint} expects observations {agent.obs_shape}, {env_id} gives "
+                        f"{tuple(env.observation_space.shape)}")
+    saliency = saliency or Perturbation()
+    out = Path(out)
+    obs, _ = env.reset(seed=seed)
+    state = agent.initial_state(1)
+    inputs = {"frame": torch.from_numpy(obs)[None, None], "last_action": torch.zeros(1, 1, dtype=torch.long),
+              "reward": torch.zeros(1, 1), "done": torch.ones(1, 1, dtype=torch.bool)}
+    episode_return, video = 0.0, []
+    for step in tqdm(range(frames), desc="video", unit="frame", disable=None if progress else True):
+        rgb = env.render()
+        steps = Steps(inputs, state)
+        with record_attention(agent) as records, torch.no_grad():
+            outputs, next_state = agent(inputs, state)
+        attention = {name: image_maps(record, agent.obs_shape[-1]) for name, record in records.items()
+                     if record.tensors}
+        maps = saliency.attribute(agent, steps)
+        panels = _panels(rgb, attention, maps)
+        row = np.concatenate(panels, axis=1)
+        caption = titled(np.zeros((0, row.shape[1], 3), np.uint8), f"{env_id}  step {step}  return {episode_return:g}")
+        image = np.concatenate([caption, row], axis=0)
+        video.append(image)
+        if png_every and step % png_every == 0:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(out.with_name(f"{out.stem}_{step:05d}.png")), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        action = int(outputs["action"][0, 0])
+        obs, reward, terminated, truncated, _ = env.step(action)
+        episode_return += float(reward)
+        state = next_state
+        done = terminated or truncated
+        if done:
+            obs, _ = env.reset()
+            episode_return = 0.0
+        inputs = {"frame": torch.from_numpy(obs)[None, None], "last_action": torch.tensor([[0 if done else action]]),
+                  "reward": torch.tensor([[0.0 if done else float(reward)]]), "done": torch.tensor([[done]])}
+    env.close()
+    return write_mp4(out, video, fps=15)
