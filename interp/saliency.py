@@ -18,6 +18,7 @@ the actor (policy logits) and the critic (value).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -77,6 +78,9 @@ class Perturbation:
 
     def masks(self, size: int) -> torch.Tensor:
         """``[G * G, S, S]`` Gaussian masks (peak 1), row-major over the centres."""
+        return _gaussian_masks(self.stride, self.mask_sigma, size)
+
+    def _masks(self, size: int) -> torch.Tensor:
         grid = torch.from_numpy(self.centres(size)).float()
         pixels = torch.arange(size, dtype=torch.float32)
         along = torch.exp(-((pixels[None, :] - grid[:, None]) ** 2) / (2 * self.mask_sigma**2))  # [G, S]
@@ -89,11 +93,10 @@ class Perturbation:
 
     def perturbed(self, frame: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """``frame`` float ``[C, S, S]`` -> ``[K, C, S, S]``: the frame blended with its blur under each mask."""
-        blurred = self.blur(frame)
-        weight = masks[:, None]  # [K, 1, S, S]
+        change = self.blur(frame) - frame  # frame * (1 - M) + blur * M  ==  frame + (blur - frame) * M
         if self.newest_only:
-            weight = weight * torch.eye(frame.shape[0])[-1].view(1, -1, 1, 1)
-        return frame * (1 - weight) + blurred * weight
+            change[:-1] = 0
+        return torch.addcmul(frame, change[None], masks[:, None])
 
     def upsample(self, scores: torch.Tensor, size: int) -> torch.Tensor:
         """Score grids ``[..., G, G]`` (points on pixels 0, stride, ...) -> ``[..., S, S]``, bilinear."""
@@ -140,6 +143,11 @@ class Perturbation:
             critic.append(torch.tensor(scores_critic, dtype=torch.float64).view(grid, grid))
         return {"actor": self.upsample(torch.stack(actor), size).float().numpy(),
                 "critic": self.upsample(torch.stack(critic), size).float().numpy()}
+
+
+@lru_cache(maxsize=8)
+def _gaussian_masks(stride: int, sigma: float, size: int) -> torch.Tensor:
+    return Perturbation(stride=stride, mask_sigma=sigma)._masks(size)
 
 
 def _linear_weights(centres: np.ndarray, size: int) -> np.ndarray:
