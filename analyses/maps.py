@@ -7,7 +7,6 @@ Keys: ``<method>/actor`` and ``<method>/critic`` float32 ``[N, S, S]`` for each 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from interp.agents import Agent, load_checkpoint
 from interp.attention import attention_maps
 from interp.errors import UserError
 from interp.evalset import EvalSet, pre_step_state
+from interp.files import atomic_path
 from interp.saliency import METHODS, Steps
 
 
@@ -45,17 +45,9 @@ def compute_maps(agent: Agent, evalset: EvalSet, methods: list[str], progress: b
 
 
 def save_maps(path: str | os.PathLike, maps: dict[str, np.ndarray]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez_compressed(file, **maps)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, **maps)
+    return Path(path)
 
 
 def maps_for_checkpoint(checkpoint: str | Path, evalset: EvalSet, out_dir: str | Path, methods: list[str],

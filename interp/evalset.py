@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 
 from interp.errors import UserError
+from interp.files import atomic_path
 
 
 @dataclass
@@ -68,19 +68,12 @@ class EvalSet:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the set atomically as a compressed ``.npz``."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {"obs": self.obs, "last_action": self.last_action, "reward": self.reward, "done": self.done,
                   "action": self.action, "rgb": self.rgb, "meta": np.array(json.dumps(self.meta)),
                   **{f"masks/{k}": v for k, v in self.masks.items()},
                   **{f"context/{k}": v for k, v in self.context.items()}}
-        handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-        try:
-            with os.fdopen(handle, "wb") as file:
-                np.savez_compressed(file, **arrays)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez_compressed(tmp, **arrays)
         return path
 
 

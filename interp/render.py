@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import itertools
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from interp.files import atomic_path
 
 # distinct colours (RGB) for object overlays, assigned in name order
 PALETTE = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (255, 225, 25), (145, 30, 180), (70, 240, 240),
@@ -44,20 +45,12 @@ def write_mp4(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int = 
     """Write uint8 RGB ``[H, W, 3]`` frames as an h264 mp4, atomically (a temporary file renamed into place)."""
     import imageio.v2 as imageio
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(suffix=".mp4", dir=path.parent)
-    os.close(handle)
-    try:
-        with imageio.get_writer(tmp, fps=fps, codec="libx264", pixelformat="yuv420p", macro_block_size=2,
-                                ffmpeg_log_level="error") as writer:
-            for frame in frames:
-                writer.append_data(frame)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    with atomic_path(path, suffix=".mp4") as tmp, imageio.get_writer(
+            tmp, fps=fps, codec="libx264", pixelformat="yuv420p", macro_block_size=2,
+            ffmpeg_log_level="error") as writer:
+        for frame in frames:
+            writer.append_data(frame)
+    return Path(path)
 
 
 def heatmap_overlay(rgb: np.ndarray, values: np.ndarray, alpha: float = 0.5) -> np.ndarray:

@@ -9,10 +9,8 @@ import csv
 import json
 import math
 import multiprocessing as mp
-import os
 import random
 import signal
-import tempfile
 import time
 from collections import deque
 from dataclasses import replace
@@ -26,6 +24,7 @@ from tqdm import tqdm
 from interp.agents import make_agent, save_checkpoint
 from interp.envs import make_env
 from interp.errors import UserError
+from interp.files import atomic_path
 from trainers import vtrace
 from trainers.actor import Actor, actor_slots, run_actor_process
 from trainers.config import TrainConfig
@@ -77,13 +76,6 @@ def checkpoint_schedule(total_steps: int, every: int) -> list[int]:
     return sorted({0, *early, *regular, total_steps})
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(handle, "w") as file:
-        file.write(text)
-    os.replace(tmp, path)
-
-
 class Trainer:
     """One training run in ``config.out``: ``Trainer(config).run()``; ``resume=True`` continues a stopped run."""
 
@@ -113,7 +105,7 @@ class Trainer:
                 raise UserError(f"{self.run_dir} already holds checkpoints; pass --resume to continue it or choose "
                                 "another --out")
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            _atomic_write_text(self.run_dir / "config.json", config.to_json())
+            self._write_config(config)
         self.schedule = [s for s in checkpoint_schedule(config.steps, config.checkpoint_every) if s > self.step or
                          (s == 0 and not resume)]
         self.stop_requested = False
@@ -221,11 +213,13 @@ class Trainer:
                  "returns": list(self.returns), "lengths": list(self.lengths),
                  "torch_rng": torch.get_rng_state(), "python_rng": list(random.getstate()[1]),
                  "seed_rng": json.dumps(self.seeds.bit_generator.state)}
-        handle, tmp = tempfile.mkstemp(prefix=".trainer_state.", dir=self.run_dir)
-        with os.fdopen(handle, "wb") as file:
-            torch.save(state, file)
-        os.replace(tmp, self.run_dir / "trainer_state.pt")
+        with atomic_path(self.run_dir / "trainer_state.pt") as tmp:
+            torch.save(state, tmp)
         return path
+
+    def _write_config(self, config: TrainConfig) -> None:
+        with atomic_path(self.run_dir / "config.json") as tmp:
+            tmp.write_text(config.to_json())
 
     def _restore(self) -> None:
         state_path = self.run_dir / "trainer_state.pt"
@@ -244,7 +238,7 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         random.setstate((3, tuple(state["python_rng"]), None))
         self.seeds.bit_generator.state = json.loads(state["seed_rng"])
-        _atomic_write_text(self.run_dir / "config.json", self.config.to_json())
+        self._write_config(self.config)
 
 
 class _Workers:

@@ -7,7 +7,6 @@ leaves a half-written checkpoint under the final name. Loading uses ``torch.load
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch
 
 from interp.agents.base import Agent
 from interp.errors import UserError
+from interp.files import atomic_path
 
 FORMAT = "interp-agent-checkpoint"
 VERSION = 1
@@ -37,19 +37,12 @@ def save_checkpoint(path: str | os.PathLike, agent: Agent, **meta) -> Path:
     of them, e.g. ``step=1000``) to ``path`` atomically."""
     _check_meta(meta)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "version": VERSION, "agent": agent.describe(),
                "state_dict": {k: v.detach().cpu() for k, v in agent.state_dict().items()}, "meta": meta}
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(payload, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as file:
+        torch.save(payload, file)
+        file.flush()
+        os.fsync(file.fileno())
     return path
 
 
