@@ -20,14 +20,13 @@ from interp.files import atomic_path
 from interp.saliency import METHODS, Steps
 
 
-def check_compatible(agent: Agent, meta: dict, evalset: EvalSet, checkpoint: Path) -> None:
-    """The evaluation set must come from the checkpoint's environment and observation shape."""
+def check_compatible(agent: Agent, meta: dict, env_id: str, obs_shape: tuple[int, ...], checkpoint: Path) -> None:
+    """Frames of ``env_id`` with ``obs_shape`` must be what the checkpoint was trained on."""
     trained_on = meta.get("env")
-    if trained_on and trained_on != evalset.env:
-        raise UserError(f"{checkpoint} was trained on {trained_on}, the evaluation set comes from {evalset.env}")
-    if tuple(evalset.obs.shape[1:]) != agent.obs_shape:
-        raise UserError(f"{checkpoint} expects observations {agent.obs_shape}, the evaluation set holds "
-                        f"{tuple(evalset.obs.shape[1:])}")
+    if trained_on and trained_on != env_id:
+        raise UserError(f"{checkpoint} was trained on {trained_on}, not on {env_id}")
+    if tuple(obs_shape) != agent.obs_shape:
+        raise UserError(f"{checkpoint} expects observations {agent.obs_shape}, {env_id} gives {tuple(obs_shape)}")
 
 
 def compute_maps(agent: Agent, evalset: EvalSet, methods: list[str], progress: bool = True) -> dict[str, np.ndarray]:
@@ -53,5 +52,5 @@ def save_maps(path: str | os.PathLike, maps: dict[str, np.ndarray]) -> Path:
 def maps_for_checkpoint(checkpoint: str | Path, evalset: EvalSet, out_dir: str | Path, methods: list[str],
                         progress: bool = True) -> Path:
     loaded = load_checkpoint(checkpoint)
-    check_compatible(loaded.agent, loaded.meta, evalset, Path(checkpoint))
+    check_compatible(loaded.agent, loaded.meta, evalset.env, evalset.obs.shape[1:], Path(checkpoint))
     return save_maps(Path(out_dir) / "maps.npz", compute_maps(loaded.agent, evalset, methods, progress))

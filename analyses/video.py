@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from analyses.maps import check_compatible
 from interp.agents import load_checkpoint
 from interp.attention import image_maps
 from interp.envs import make_env
-from interp.errors import UserError
 from interp.hooks import record_attention
 from interp.render import heatmap_overlay, titled, upscale, write_mp4
 from interp.saliency import Perturbation, Steps
@@ -49,13 +49,8 @@ def render_video(checkpoint: str | Path, env_id: str, frames: int, out: str | Pa
     also every such step as a PNG beside it."""
     loaded = load_checkpoint(checkpoint)
     agent = loaded.agent.eval()
-    trained_on = loaded.meta.get("env")
-    if trained_on and trained_on != env_id:
-        raise UserError(f"{checkpoint} was trained on {trained_on}, not {env_id}")
     env = make_env(env_id, seed=seed, **env_options)
-    if tuple(env.observation_space.shape) != agent.obs_shape:
-        raise UserError(f"{checkpoint} expects observations {agent.obs_shape}, {env_id} gives "
-                        f"{tuple(env.observation_space.shape)}")
+    check_compatible(agent, loaded.meta, env_id, env.observation_space.shape, Path(checkpoint))
     saliency = saliency or Perturbation()
     out = Path(out)
     obs, _ = env.reset(seed=seed)
