@@ -104,6 +104,21 @@ def cmd_video(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def cmd_atom(args: argparse.Namespace) -> None:
+    from analyses.atom import atom_for_run
+    from interp.atom import Atom
+
+    atom = Atom(share=args.share, alpha=args.alpha, exclusivity=args.exclusivity, target=args.target,
+                seed=args.seed_output, rule=args.rule, first_layer=args.first_layer, zero_biases=args.zero_biases,
+                absolute=args.absolute, newest_frame_only=args.newest_frame_only)
+    methods = tuple(m for m in args.methods.split(",") if m)
+    table = atom_for_run(args.run_dir, args.evalset, atom=atom, methods=methods, probe=args.probe)
+    shares = table[(table.method == "atom") & (table.metric == "hierarchical_share")]
+    print(shares.pivot(index="step", columns="object", values="value").round(3).to_string())
+    out = Path(args.run_dir) / "analysis"
+    print(f"wrote {out / 'atom.csv'} ({len(table)} rows) and {out / 'atom.png'}")
+
+
 def _key_values(items: list[str] | None) -> dict:
     """``["mem_len=40", "gating=false"]`` -> ``{"mem_len": 40, "gating": False}`` (values parsed as JSON)."""
     import json
@@ -204,9 +219,40 @@ def build_parser() -> argparse.ArgumentParser:
     maps.add_argument("--evalset", required=True, help="evaluation set (.npz from `interp evalset`)")
     maps.add_argument("--out", required=True, help="output folder")
     maps.add_argument("--methods", default="perturbation,gradient",
-                      help="comma-separated: perturbation, gradient, integrated_gradients, smoothgrad, occlusion "
-                           "(default: perturbation,gradient)")
+                      help="comma-separated: perturbation, gradient, integrated_gradients, smoothgrad, occlusion, "
+                           "lrp (default: perturbation,gradient)")
     maps.set_defaults(run=cmd_maps)
+
+    atom = commands.add_parser(
+        "atom", help="LRP-based ATOM object metrics for every checkpoint of a run",
+        description="Compute ATOM (Beylier et al. 2024) for every checkpoint of RUN_DIR on one evaluation set: "
+                    "hierarchical attention per object, combinatorial attention per object set, the same object "
+                    "profile from saliency methods with their Spearman rank correlations, the dual-ball probe on "
+                    "MiniPong-TwoBall, and the return. Writes RUN_DIR/analysis/atom.csv and atom.png; checkpoints "
+                    "already analysed with the same evaluation set and options are not recomputed.",
+        epilog="example: interp atom runs/baseline --evalset runs/eval.npz",
+    )
+    atom.add_argument("run_dir", help="run directory (from `interp train`)")
+    atom.add_argument("--evalset", required=True, help="evaluation set (.npz from `interp evalset`)")
+    atom.add_argument("--methods", default="gradient,smoothgrad,perturbation",
+                      help="saliency methods to compare object profiles with (default: gradient,smoothgrad,"
+                           "perturbation; empty: none)")
+    atom.add_argument("--probe", action=argparse.BooleanOptionalAction, default=None,
+                      help="run the dual-ball probe per checkpoint (default: on MiniPong-TwoBall)")
+    atom.add_argument("--target", default="actor", choices=("actor", "critic"), help="output explained")
+    atom.add_argument("--seed-output", default="action", choices=("action", "logits"),
+                      help="pass-1 seed: the chosen action's logit or all logits (default: action)")
+    atom.add_argument("--rule", default="zplus", help="LRP rule: zplus (default), epsilon, epsilon_plus, ...")
+    atom.add_argument("--first-layer", default=None, help="first-layer rule: flat, wsquare, zplus, epsilon")
+    atom.add_argument("--zero-biases", action="store_true", help="biases take no relevance")
+    atom.add_argument("--absolute", action="store_true", help="select and weight neurons by |R_k|")
+    atom.add_argument("--newest-frame-only", action="store_true",
+                      help="object relevance from the newest stacked frame only (default: all four)")
+    atom.add_argument("--share", type=float, default=0.9, help="relevance share of selected neurons (default: 0.9)")
+    atom.add_argument("--alpha", type=float, default=0.25, help="combinatorial threshold (default: 0.25)")
+    atom.add_argument("--exclusivity", type=float, default=0.0,
+                      help="objects outside a set may hold this fraction of the largest (default: 0, exactly none)")
+    atom.set_defaults(run=cmd_atom)
 
     video = commands.add_parser(
         "video", help="overlay video: frame, attention heads, actor and critic saliency",

@@ -13,6 +13,8 @@ the actor (policy logits) and the critic (value).
 - ``gradient``, ``integrated_gradients``, ``smoothgrad``, ``occlusion``: captum's Saliency, IntegratedGradients,
   NoiseTunnel(Saliency) and Occlusion on the chosen action's logit (actor) and on the value (critic), summed in
   absolute value over the stacked frames.
+- ``lrp``: layer-wise relevance propagation with zennit (:mod:`interp.lrp`), signed relevance summed over the
+  stacked frames.
 """
 
 from __future__ import annotations
@@ -24,40 +26,8 @@ import cv2
 import numpy as np
 import torch
 
-State = tuple[torch.Tensor, ...]
-
-
-@dataclass
-class Steps:
-    """``N`` evaluated steps: inputs with ``T = 1`` (``frame [1, N, C, S, S]`` ...) and the pre-step state."""
-
-    inputs: dict[str, torch.Tensor]
-    state: State
-
-    def __len__(self) -> int:
-        return self.inputs["frame"].shape[1]
-
-    def one(self, index: int) -> Steps:
-        return Steps({k: v[:, index:index + 1] for k, v in self.inputs.items()},
-                     tuple(s[index:index + 1] for s in self.state))
-
-
-class StepFunction:
-    """The agent at one step, as a function of the frame alone: ``frames [K, C, S, S]`` (float, 0-255) ->
-    ``(policy_logits [K, A], value [K])``, with the step's other inputs and pre-step state repeated K times."""
-
-    def __init__(self, agent, step: Steps):
-        if len(step) != 1:
-            raise ValueError("StepFunction explains one step at a time")
-        self.agent, self.step = agent, step
-
-    def __call__(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        count = frames.shape[0]
-        inputs = {k: v.expand(1, count, *v.shape[2:]) for k, v in self.step.inputs.items() if k != "frame"}
-        inputs["frame"] = frames[None]
-        state = tuple(s.expand(count, *s.shape[1:]).contiguous() for s in self.step.state)
-        outputs, _ = self.agent(inputs, state)
-        return outputs["policy_logits"][0], outputs["baseline"][0]
+from interp.lrp import LRP
+from interp.steps import StepFunction, Steps
 
 
 @dataclass(frozen=True)
@@ -221,4 +191,5 @@ METHODS = {
     "integrated_gradients": CaptumMethod("integrated_gradients", "integrated_gradients"),
     "smoothgrad": CaptumMethod("smoothgrad", "smoothgrad"),
     "occlusion": CaptumMethod("occlusion", "occlusion"),
+    "lrp": LRP(),
 }

@@ -148,7 +148,7 @@ def hand_set_spatial_agent(name, inputs):
         scale = 1.0 / float(agent.vision(agent.frames(inputs)).sum(dim=1).max())
         if name == "mott":
             gates = agent.conv_lstm.gates
-            hidden = agent.conv_lstm.hidden_channels
+            hidden = gates.out_channels // 4
             gates.weight.zero_()
             gates.bias.zero_()
             gates.bias[:hidden] = 10.0  # input gate open

@@ -63,4 +63,4 @@ class AdaptiveAgent(Agent):
         embedded = self.embed(self.vision(self.frames(inputs))).view(steps, batch, -1)
         x = self.core_input(torch.cat([embedded, self.reward(inputs)[..., None], self.last_action_one_hot(inputs)], -1))
         core, memory, valid = run_in_chunks(self.core, x, inputs["done"], *state, self.config.chunk_size)
-        return self.outputs(*self.heads(core)), (memory, valid)
+        return self.outputs(*self.heads(self.hook_features(core))), (memory, valid)

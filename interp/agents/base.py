@@ -22,6 +22,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from interp.agents.conservative import proportional
+from interp.hooks import HookPoint
+
 State = tuple[torch.Tensor, ...]
 
 
@@ -46,6 +49,10 @@ class Agent(nn.Module):
         self.obs_shape = tuple(obs_shape)
         self.num_actions = num_actions
         self.config = config
+        self.hook_features = HookPoint("features")
+        """the layer F_c feeding the policy and value heads, ``[..., F]``"""
+        self.hook_reward = HookPoint("step_input")
+        self.hook_last_action = HookPoint("step_input")
 
     def describe(self) -> dict:
         """What rebuilds the agent: name, observation shape, number of actions and config."""
@@ -74,14 +81,14 @@ class Agent(nn.Module):
         if tuple(frame.shape[2:]) != self.obs_shape:
             raise ValueError(f"{self.name} agent expects frames {self.obs_shape}, got {tuple(frame.shape[2:])}")
         frame = frame.flatten(0, 1).to(self.dtype)
-        return frame / 255.0 if self.config.scale_frames else frame
+        return proportional(lambda frame: frame / 255.0, frame) if self.config.scale_frames else frame
 
     def reward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """The previous reward ``[T, B]``, clipped to [-1, 1] as the agent sees it."""
-        return inputs["reward"].to(self.dtype).clamp(-1.0, 1.0)
+        return self.hook_reward(inputs["reward"].to(self.dtype).clamp(-1.0, 1.0))
 
     def last_action_one_hot(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        return F.one_hot(inputs["last_action"].long(), self.num_actions).to(self.dtype)
+        return self.hook_last_action(F.one_hot(inputs["last_action"].long(), self.num_actions).to(self.dtype))
 
     def outputs(self, policy_logits: torch.Tensor, baseline: torch.Tensor, **extra: torch.Tensor) -> dict:
         """``policy_logits [T, B, A]`` and ``baseline [T, B]`` -> the outputs dict, with the action chosen."""

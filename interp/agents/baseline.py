@@ -9,7 +9,6 @@ from torch import nn
 
 from interp.agents.base import Agent, AgentConfig, PolicyValueHeads, State
 from interp.agents.layers import NatureCNN, output_grid
-from interp.hooks import HookPoint
 
 
 @dataclass(frozen=True)
@@ -30,7 +29,6 @@ class BaselineAgent(Agent):
         height, width = output_grid(self.vision, obs_shape)
         self.fc = nn.Sequential(nn.Flatten(), nn.Linear(self.vision.out_channels * height * width, config.hidden),
                                 nn.ReLU())
-        self.hook_features = HookPoint("features")  # [T*B, hidden]: the penultimate layer F_c
         self.heads = PolicyValueHeads(config.hidden, num_actions)
 
     def forward(self, inputs: dict[str, torch.Tensor], state: State) -> tuple[dict, State]:

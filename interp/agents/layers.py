@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from interp.agents.conservative import add, lstm_update, proportional
 from interp.hooks import HookPoint
 
 
@@ -18,7 +19,7 @@ class ResidualBlock(nn.Module):
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv1(F.relu(self.conv0(F.relu(x))))
+        return add(x, self.conv1(F.relu(self.conv0(F.relu(x)))))
 
 
 class ImpalaResNet(nn.Module):
@@ -67,21 +68,27 @@ def output_grid(vision: nn.Module, obs_shape: tuple[int, int, int]) -> tuple[int
         return tuple(vision(torch.zeros(1, *obs_shape)).shape[-2:])
 
 
-class ConvLSTMCell(nn.Module):
-    """Convolutional LSTM cell (Shi et al. 2015): all four gates from one convolution over ``[x, h]``."""
+class LSTMCell(nn.Module):
+    """LSTM cell whose four gates (order of ``nn.LSTMCell``) come from one layer over ``[x, h]`` concatenated along
+    dim 1: a linear layer (LSTM) or a convolution (ConvLSTM, Shi et al. 2015). Written out so that relevance can
+    pass through it (see :mod:`interp.agents.conservative`)."""
 
-    def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int = 3):
+    def __init__(self, gates: nn.Module):
         super().__init__()
-        self.hidden_channels = hidden_channels
-        self.gates = nn.Conv2d(in_channels + hidden_channels, 4 * hidden_channels, kernel_size,
-                               padding=kernel_size // 2)
+        self.gates = gates
 
     def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
         h, c = state
-        i, f, g, o = self.gates(torch.cat([x, h], dim=1)).chunk(4, dim=1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
-        return h, c
+        return lstm_update(self.gates(torch.cat([x, h], dim=1)), c, dim=1)
+
+
+def lstm_cell(input_size: int, hidden_size: int) -> LSTMCell:
+    return LSTMCell(nn.Linear(input_size + hidden_size, 4 * hidden_size))
+
+
+def conv_lstm_cell(in_channels: int, hidden_channels: int, kernel_size: int = 3) -> LSTMCell:
+    return LSTMCell(nn.Conv2d(in_channels + hidden_channels, 4 * hidden_channels, kernel_size,
+                              padding=kernel_size // 2))
 
 
 def spatial_basis(height: int, width: int, even: int = 4, odd: int = 4) -> torch.Tensor:
@@ -130,5 +137,5 @@ class SpatialAttention(nn.Module):
         batch, heads, height, width = logits.shape
         weights = torch.softmax(logits.reshape(batch, heads, -1), dim=-1).reshape(batch, heads, height, width)
         weights = self.hook_weights(weights)
-        answers = torch.einsum("bnij,bcij->bnc", weights, values)
+        answers = proportional(lambda values: torch.einsum("bnij,bcij->bnc", weights, values), values)
         return answers, weights

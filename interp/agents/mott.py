@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from interp.agents.base import Agent, AgentConfig, PolicyValueHeads, State, reset_where
-from interp.agents.layers import ConvLSTMCell, ImpalaResNet, NatureCNN, SpatialAttention, output_grid
+from interp.agents.layers import ImpalaResNet, NatureCNN, SpatialAttention, conv_lstm_cell, lstm_cell, output_grid
 
 VISIONS = ("resnet", "convnet")
 
@@ -73,9 +73,9 @@ class MottAgent(Agent):
         self.vision = build_vision(config.vision, obs_shape[0])
         self.grid = output_grid(self.vision, obs_shape)
         self.split = (config.key_channels, config.value_channels)
-        self.conv_lstm = ConvLSTMCell(self.vision.out_channels, sum(self.split))
+        self.conv_lstm = conv_lstm_cell(self.vision.out_channels, sum(self.split))
         self.answerer = AttentionAnswerer(self.grid, obs_shape[-1], config, num_actions)
-        self.core = nn.LSTMCell(config.core, config.core)
+        self.core = lstm_cell(config.core, config.core)
         self.heads = PolicyValueHeads(config.core, num_actions)
 
     def initial_state(self, batch_size: int) -> State:
@@ -97,5 +97,5 @@ class MottAgent(Agent):
             core_input = self.answerer(core_h, keys, values, reward[t], last_action[t])
             core_h, core_c = self.core(core_input, (core_h, core_c))
             outputs.append(core_h)
-        logits, baseline = self.heads(torch.stack(outputs))
+        logits, baseline = self.heads(self.hook_features(torch.stack(outputs)))
         return self.outputs(logits, baseline), (conv_h, conv_c, core_h, core_c)

@@ -82,7 +82,7 @@ class SpatioTemporalAgent(Agent):
                 outputs.append(previous)
             core, query_state = torch.stack(outputs), torch.stack(sources)
         extra = {"query_state": query_state} if self.extra_inputs else {}
-        return self.outputs(*self.heads(core), **extra), (memory, valid, previous)
+        return self.outputs(*self.heads(self.hook_features(core)), **extra), (memory, valid, previous)
 
 
 class SpatioTemporalOneShotAgent(SpatioTemporalAgent):

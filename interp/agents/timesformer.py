@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from interp.agents.base import Agent, AgentConfig, PolicyValueHeads, State
+from interp.agents.conservative import LayerNorm, proportional
 from interp.agents.layers import ImpalaResNet, output_grid
 from interp.agents.transformer import run_in_chunks, timesformer_core
 
@@ -56,7 +57,7 @@ class TimeSformerAgent(Agent):
         self.position = nn.Parameter(torch.randn(patches, config.embed_dim) * 0.02)
         self.core = timesformer_core(self.block, config.embed_dim, config.layers, config.heads, config.mem_len,
                                      self.grid, obs_shape[-1])
-        self.norm = nn.LayerNorm(config.embed_dim)
+        self.norm = LayerNorm(config.embed_dim)
         self.project = nn.Sequential(nn.Flatten(), nn.Linear(patches * config.embed_dim, config.hidden), nn.ReLU())
         self.heads = PolicyValueHeads(config.hidden + 1 + num_actions, num_actions)
 
@@ -65,10 +66,11 @@ class TimeSformerAgent(Agent):
 
     def forward(self, inputs: dict[str, torch.Tensor], state: State) -> tuple[dict, State]:
         steps, batch = inputs["frame"].shape[:2]
-        tokens = self.patch_embed(self.frames(inputs)).flatten(2).transpose(1, 2) + self.position  # [T*B, N, D]
+        patches = self.patch_embed(self.frames(inputs)).flatten(2).transpose(1, 2)  # [T*B, N, D]
+        tokens = proportional(lambda patches: patches + self.position, patches)
         tokens = tokens.view(steps, batch, *tokens.shape[1:])
         encoded, memory, valid = run_in_chunks(self.core, tokens, inputs["done"], *state, self.config.chunk_size)
-        hidden = self.project(self.norm(encoded).flatten(0, 1)).view(steps, batch, -1)
+        hidden = self.hook_features(self.project(self.norm(encoded).flatten(0, 1)).view(steps, batch, -1))
         features = torch.cat([hidden, self.reward(inputs)[..., None], self.last_action_one_hot(inputs)], dim=-1)
         return self.outputs(*self.heads(features)), (memory, valid)
 

@@ -15,6 +15,7 @@ import math
 import torch
 from torch import nn
 
+from interp.agents.conservative import LayerNorm, add, passthrough, proportional
 from interp.hooks import HookPoint
 
 
@@ -97,7 +98,7 @@ class MultiHeadAttention(nn.Module):
         if allowed is not None:
             scores = scores.masked_fill(~allowed.unsqueeze(2), float("-inf"))
         weights = self._from_layout(self.hook_weights(self._to_layout(torch.softmax(scores, dim=-1))))
-        mixed = (weights @ v).transpose(2, 3).reshape(batch, groups, n_queries, dim)
+        mixed = proportional(lambda v: weights @ v, v).transpose(2, 3).reshape(batch, groups, n_queries, dim)
         return self.out(mixed)
 
     def _to_layout(self, weights: torch.Tensor) -> torch.Tensor:
@@ -135,13 +136,14 @@ class GRUGate(nn.Module):
         both = torch.cat([y, x], dim=-1)
         r = torch.sigmoid(self.reset_gate(both))
         z = torch.sigmoid(self.update_gate(both))
-        candidate = torch.tanh(self.candidate_input(y) + self.candidate_state(r * x))
-        return (1 - z) * x + z * candidate
+        reset = proportional(lambda x: r * x, x)
+        candidate = passthrough(torch.tanh, add(self.candidate_input(y), self.candidate_state(reset)))
+        return proportional(lambda x, candidate: (1 - z) * x + z * candidate, x, candidate)
 
 
 class Residual(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return x + y
+        return add(x, y)
 
 
 class TransformerXLLayer(nn.Module):
@@ -150,10 +152,10 @@ class TransformerXLLayer(nn.Module):
 
     def __init__(self, dim: int, heads: int, inner_dim: int, mem_len: int, gating: bool):
         super().__init__()
-        self.norm_attention = nn.LayerNorm(dim)
+        self.norm_attention = LayerNorm(dim)
         self.attention = MultiHeadAttention(dim, heads, "temporal", window=mem_len)
         self.gate_attention = GRUGate(dim) if gating else Residual()
-        self.norm_feedforward = nn.LayerNorm(dim)
+        self.norm_feedforward = LayerNorm(dim)
         self.feedforward = nn.Sequential(nn.Linear(dim, inner_dim), nn.ReLU(), nn.Linear(inner_dim, dim))
         self.gate_feedforward = GRUGate(dim) if gating else Residual()
 
@@ -205,14 +207,14 @@ class DividedSpaceTimeBlock(nn.Module):
 
     def __init__(self, dim: int, heads: int, mem_len: int, grid: tuple[int, int], image_size: int):
         super().__init__()
-        self.norm_time = nn.LayerNorm(dim)
+        self.norm_time = LayerNorm(dim)
         self.time_attention = MultiHeadAttention(dim, heads, "time", window=mem_len, grid=grid, image_size=image_size)
         self.temporal_fc = nn.Linear(dim, dim)
         nn.init.zeros_(self.temporal_fc.weight)
         nn.init.zeros_(self.temporal_fc.bias)
-        self.norm_space = nn.LayerNorm(dim)
+        self.norm_space = LayerNorm(dim)
         self.space_attention = MultiHeadAttention(dim, heads, "space", grid=grid, image_size=image_size)
-        self.norm_mlp = nn.LayerNorm(dim)
+        self.norm_mlp = LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, allowed: torch.Tensor, distance: torch.Tensor):
@@ -220,10 +222,10 @@ class DividedSpaceTimeBlock(nn.Module):
         mem_len = memory.shape[1]
         context = self.norm_time(torch.cat([memory, x], dim=1)).transpose(1, 2)  # [B, N, M+T, D]
         attended = self.time_attention(context[:, :, mem_len:], context, allowed[:, None], distance)
-        x = x + self.temporal_fc(attended.transpose(1, 2))
+        x = add(x, self.temporal_fc(attended.transpose(1, 2)))
         frames = self.norm_space(x)
-        x = x + self.space_attention(frames, frames)
-        return x + self.mlp(self.norm_mlp(x))
+        x = add(x, self.space_attention(frames, frames))
+        return add(x, self.mlp(self.norm_mlp(x)))
 
 
 class JointSpaceTimeBlock(nn.Module):
@@ -232,10 +234,10 @@ class JointSpaceTimeBlock(nn.Module):
     def __init__(self, dim: int, heads: int, mem_len: int, grid: tuple[int, int], image_size: int):
         super().__init__()
         self.patches = grid[0] * grid[1]
-        self.norm_attention = nn.LayerNorm(dim)
+        self.norm_attention = LayerNorm(dim)
         self.attention = MultiHeadAttention(dim, heads, "space_time", window=mem_len, patches=self.patches,
                                             grid=grid, image_size=image_size)
-        self.norm_mlp = nn.LayerNorm(dim)
+        self.norm_mlp = LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, allowed: torch.Tensor, distance: torch.Tensor):
@@ -251,8 +253,8 @@ class JointSpaceTimeBlock(nn.Module):
             return expanded.reshape(*frame_level.shape[:-2], steps * patches, (mem_len + steps) * patches)
 
         attended = self.attention(queries, keys, per_patch(allowed)[:, None], per_patch(distance))
-        x = x + attended.reshape(batch, steps, patches, dim)
-        return x + self.mlp(self.norm_mlp(x))
+        x = add(x, attended.reshape(batch, steps, patches, dim))
+        return add(x, self.mlp(self.norm_mlp(x)))
 
 
 def timesformer_core(block: str, dim: int, layers: int, heads: int, mem_len: int, grid: tuple[int, int],

@@ -10,7 +10,8 @@ import pandas as pd
 from interp.envs.minipong import PADDLE_H, MiniPongConfig, MiniPongEnv
 
 Policy = Callable[[np.ndarray], int]
-"""obs uint8 ``[4, 84, 84]`` -> action; an optional ``reset()`` method is called at each episode start."""
+"""obs uint8 ``[4, 84, 84]`` -> action; optional methods: ``reset()`` is called at each episode start and
+``observe(reward)`` after each step (see :class:`interp.agents.policy.AgentPolicy`)."""
 
 
 def dual_ball_probe(policy: Policy, *, episodes: int = 5, seed: int = 0, max_steps: int = 2000) -> pd.DataFrame:
@@ -40,6 +41,8 @@ def dual_ball_probe(policy: Policy, *, episodes: int = 5, seed: int = 0, max_ste
         done, total = False, 0.0
         while not done:
             obs, reward, terminated, truncated, info = env.step(policy(obs))
+            if hasattr(policy, "observe"):
+                policy.observe(reward)
             total += reward
             done = terminated or truncated
             for name, event in info["ball_events"].items():

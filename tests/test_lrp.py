@@ -1,0 +1,231 @@
+"""LRP through every agent (zennit with conservative propagation) and the ATOM metrics built on it."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from interp.agents import AGENTS, make_agent, save_checkpoint
+from interp.agents.conservative import conservative_propagation
+from interp.atom import Atom
+from interp.cli import main
+from interp.lrp import LRP, explain_outputs, make_composite
+from interp.steps import Steps
+
+SMALL = {"mott": {"vision": "convnet"}, "timesformer_divided": {"mem_len": 4}, "timesformer_joint": {"mem_len": 3},
+         "adaptive": {"mem_len": 6}, "spatiotemporal": {"mem_len": 6}, "spatiotemporal_oneshot": {"mem_len": 6}}
+
+
+def steps_after_history(agent, count: int = 3, history: int = 3, seed: int = 0) -> Steps:
+    """``count`` random steps, each after ``history`` random steps that build the pre-step state."""
+    generator = torch.Generator().manual_seed(seed)
+    length = history + 1
+    inputs = {"frame": torch.randint(0, 256, (length, count, 4, 84, 84), dtype=torch.uint8, generator=generator),
+              "last_action": torch.randint(0, 3, (length, count), generator=generator),
+              "reward": torch.randn(length, count, generator=generator).to(agent.dtype),
+              "done": torch.zeros(length, count, dtype=torch.bool)}
+    inputs["done"][0] = True
+    state = agent.initial_state(count)
+    if history:
+        with torch.no_grad():
+            _, state = agent({k: v[:history] for k, v in inputs.items()}, state)
+    return Steps({k: v[history:] for k, v in inputs.items()}, state)
+
+
+def without_additive_constants(agent):
+    """Biases, position embeddings and the fixed spatial basis set to zero, so relevance can only reach inputs;
+    zero-initialised weights (TimeSformer's ``temporal_fc``) made random, so memory matters."""
+    with torch.no_grad():
+        for name, parameter in agent.named_parameters():
+            if name.endswith("bias") and "distance" not in name or name == "position":
+                parameter.zero_()
+            elif parameter.dim() > 1 and not parameter.any():
+                nn.init.normal_(parameter, std=0.1)
+        for name, buffer in agent.named_buffers():
+            if name.endswith("basis"):
+                buffer.zero_()
+    return agent
+
+
+@pytest.mark.parametrize("name", list(AGENTS))
+def test_relevance_is_conserved_through_every_agent(name):
+    torch.manual_seed(0)
+    agent = without_additive_constants(make_agent(name, num_actions=3, **SMALL.get(name, {})).double().eval())
+    steps = steps_after_history(agent)
+    for target in ("actor", "critic"):
+        relevance = explain_outputs(agent, steps, make_composite("epsilon"), target=target)
+        assert relevance.frame.shape == (3, 4, 84, 84)
+        seeded, arrived = relevance.seeded, relevance.total_input()
+        assert torch.allclose(arrived, seeded, rtol=0.01, atol=1e-9), (target, arrived, seeded)
+        frame_share = relevance.frame.flatten(1).sum(1) / seeded
+        assert (frame_share.abs() > 0.05).all()  # the frame itself is explained, not only the state
+    if agent.initial_state(1):  # the pre-step state takes its part, and only float state tensors are explained
+        assert any(r is not None and r.abs().sum() > 0 for r in relevance.state)
+
+
+@pytest.mark.parametrize("name", list(AGENTS))
+def test_conservative_mode_computes_the_same_outputs(name):
+    torch.manual_seed(0)
+    agent = make_agent(name, num_actions=3, **SMALL.get(name, {})).eval()
+    steps = steps_after_history(agent)
+    with torch.no_grad():
+        plain, _ = agent(steps.inputs, steps.state)
+        with conservative_propagation():
+            conservative, _ = agent(steps.inputs, steps.state)
+    assert torch.allclose(plain["policy_logits"], conservative["policy_logits"], atol=1e-5)
+    assert torch.allclose(plain["baseline"], conservative["baseline"], atol=1e-5)
+
+
+def test_baseline_relevance_equals_zennits_own_lrp():
+    from zennit.attribution import Gradient
+
+    torch.manual_seed(0)
+    agent = make_agent("baseline", num_actions=3).eval()
+    steps = steps_after_history(agent, count=4, history=0)
+    ours = explain_outputs(agent, steps, make_composite("epsilon_plus_flat"), target="actor")
+    network = nn.Sequential(agent.vision, agent.fc, agent.heads.policy)
+    frames = steps.inputs["frame"][0].float()
+    with torch.no_grad():
+        chosen = network(frames).argmax(1)
+    with Gradient(network, make_composite("epsilon_plus_flat")) as attributor:
+        _, theirs = attributor(frames, lambda out: out * nn.functional.one_hot(chosen, 3))
+    assert torch.allclose(ours.frame, theirs, rtol=1e-5, atol=1e-6)
+    assert ours.frame.abs().sum() > 0
+
+
+def test_lrp_maps_have_the_saliency_calling_convention():
+    torch.manual_seed(0)
+    agent = make_agent("timesformer_divided", num_actions=3, mem_len=4).eval()
+    maps = LRP(batch_size=2).attribute(agent, steps_after_history(agent))
+    assert maps["actor"].shape == (3, 84, 84) and maps["critic"].dtype == np.float32
+    assert np.abs(maps["actor"]).sum() > 0
+
+
+def object_masks(count: int) -> dict[str, np.ndarray]:
+    masks = {name: np.zeros((count, 84, 84), dtype=bool) for name in ("ball", "enemy", "player")}
+    masks["player"][:, 30:46, 76:79] = True
+    masks["enemy"][:, 10:26, 4:7] = True
+    masks["ball"][:, 40:42, 40:42] = True
+    return masks
+
+
+def test_neuron_selection_holds_the_share():
+    atom = Atom(share=0.9)
+    assert atom.select(torch.tensor([1.0, 5.0, 0.5, 3.0])).tolist() == [1, 3, 0]  # 9 of 9.5
+    assert Atom(share=0.5).select(torch.tensor([1.0, 5.0, 0.5, 3.0])).tolist() == [1]
+    assert atom.select(torch.tensor([-1.0, -2.0])).numel() == 0
+
+
+def test_combinatorial_attention_follows_its_definition():
+    rbar = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.5, 0.0], [1.0, 0.1, 0.0], [1.0, 0.5, 0.1]])
+    frame = {"neurons": torch.arange(4), "weights": torch.tensor([1.0, 2.0, 3.0, 4.0]), "rbar": rbar}
+    objects = ["ball", "enemy", "player"]
+
+    def values(table, metric):
+        return table[table.metric == metric].set_index("object")["value"]
+
+    strict = Atom().metrics([frame], objects)
+    combinatorial = values(strict, "combinatorial")
+    assert combinatorial["ball"] == 1.0 and combinatorial["ball+enemy"] == 2.0 and combinatorial.sum() == 3.0
+    hierarchical = values(strict, "hierarchical")
+    assert np.allclose(hierarchical[objects], (frame["weights"][:, None] * rbar).sum(0).numpy())
+    assert np.isclose(values(strict, "hierarchical_share").sum(), 1.0)
+    tolerant = values(Atom(exclusivity=0.2).metrics([frame], objects), "combinatorial")
+    assert tolerant["ball"] == 4.0 and tolerant["ball+enemy"] == 6.0
+
+
+@pytest.mark.parametrize("name", ["baseline", "mott", "timesformer_divided"])
+def test_batched_pass_two_equals_the_per_neuron_loop(name):
+    torch.manual_seed(0)
+    agent = make_agent(name, num_actions=3, **SMALL.get(name, {})).eval()
+    steps = steps_after_history(agent, count=2)
+    masks = np.stack(list(object_masks(2).values()), axis=1)
+    batched = Atom(batch_size=512).neuron_relevance(agent, steps, masks)
+    loop = Atom(batch_size=1).neuron_relevance(agent, steps, masks)
+    for one, other in zip(batched, loop, strict=True):
+        assert torch.equal(one["neurons"], other["neurons"]) and len(one["neurons"]) > 0
+        assert torch.allclose(one["rbar"], other["rbar"], rtol=1e-4, atol=1e-7)
+
+
+def test_atom_on_the_baseline_matches_an_independent_zennit_computation():
+    """Both passes with zennit's own attributor on plain ``nn.Sequential`` pieces of the baseline, the metric in
+    numpy."""
+    from zennit.attribution import Gradient
+
+    torch.manual_seed(0)
+    agent = make_agent("baseline", num_actions=3).eval()
+    steps = steps_after_history(agent, count=3, history=0)
+    masks = object_masks(3)
+    ours = Atom().compute(agent, steps, masks)
+
+    frames = steps.inputs["frame"][0].float()
+    below, above = nn.Sequential(agent.vision, agent.fc), agent.heads.policy
+    hierarchical = np.zeros(3)
+    for i in range(3):
+        with torch.no_grad():
+            features = below(frames[i:i + 1])
+            chosen = int(above(features).argmax())
+        with Gradient(above, make_composite("zplus")) as attributor:
+            _, layer = attributor(features, lambda out, c=chosen: out * nn.functional.one_hot(torch.tensor([c]), 3))
+        layer = layer[0].numpy()
+        order = np.argsort(-layer)
+        count = int(np.searchsorted(np.cumsum(layer[order]), 0.9 * layer.sum())) + 1
+        for k in order[:count]:
+            with Gradient(below, make_composite("zplus")) as attributor:
+                seed = torch.zeros(1, features.shape[1])
+                seed[0, k] = 1.0
+                _, pixels = attributor(frames[i:i + 1], seed)
+            pixels = pixels[0].sum(0).numpy()
+            for g, name in enumerate(sorted(masks)):
+                mask = masks[name][i]
+                nonzero = ((pixels != 0) & mask).sum()
+                hierarchical[g] += layer[k] * (pixels[mask].sum() / nonzero if nonzero else 0.0) / 3
+    values = ours[ours.metric == "hierarchical"].set_index("object")["value"]
+    assert np.allclose(values[sorted(masks)].to_numpy(), hierarchical, rtol=1e-4)
+    assert (hierarchical > 0).any()
+
+
+def test_atom_command_over_a_run(tmp_path, capsys):
+    torch.manual_seed(0)
+    run = tmp_path / "run"
+    for step in (0, 1000):
+        save_checkpoint(run / "checkpoints" / f"step_{step:012d}.pt", make_agent("baseline", num_actions=3),
+                        env="MiniPong-TwoBall-v0", step=step, mean_return=-4.0 + step / 1000)
+    evalset = tmp_path / "eval.npz"
+    assert main(["evalset", str(run), "--env", "MiniPong-TwoBall-v0", "--frames", "4", "--context", "2",
+                 "--out", str(evalset)]) == 0
+    args = ["atom", str(run), "--evalset", str(evalset), "--methods", "gradient,perturbation"]
+    assert main(args) == 0
+    table = pd.read_csv(run / "analysis" / "atom.csv", keep_default_na=False)
+    assert list(table.columns) == ["step", "method", "metric", "object", "value"]
+    assert sorted(table.step.unique()) == [0, 1000]
+    shares = table[(table.method == "atom") & (table.metric == "hierarchical_share")]
+    assert set(shares.object) == {"ball", "decoy", "enemy", "player"}
+    assert np.allclose(shares.groupby("step")["value"].sum(), 1.0)
+    assert set(table[table.metric == "profile_share"].method) == {"gradient", "perturbation"}
+    assert {"atom~gradient", "atom~perturbation", "gradient~perturbation"} <= set(table.method)
+    probe = table[table.method == "probe"]
+    assert set(probe.metric) == {"intercept_rate", "tracking", "mean_distance", "mean_return"}
+    returns = table[(table.method == "training")].set_index("step")["value"]
+    assert returns[0] == -4.0 and returns[1000] == -3.0
+    assert (run / "analysis" / "atom.png").stat().st_size > 1000
+
+    cached = sorted((run / "analysis" / "cache").glob("atom-*/step_*.csv"))
+    assert len(cached) == 2
+    stamps = [path.stat().st_mtime_ns for path in cached]
+    save_checkpoint(run / "checkpoints" / "step_000000002000.pt", make_agent("baseline", num_actions=3),
+                    env="MiniPong-TwoBall-v0", step=2000)
+    assert main(args) == 0  # only the new checkpoint is computed
+    assert [path.stat().st_mtime_ns for path in cached] == stamps
+    assert sorted(pd.read_csv(run / "analysis" / "atom.csv").step.unique()) == [0, 1000, 2000]
+
+    capsys.readouterr()
+    assert main(["atom", str(tmp_path / "nowhere"), "--evalset", str(evalset)]) == 2
+    assert "no such run directory" in capsys.readouterr().err
+    other = tmp_path / "other"
+    save_checkpoint(other / "checkpoints" / "step_000000000000.pt", make_agent("baseline", num_actions=3),
+                    env="MiniPong-v0", step=0)
+    assert main(["atom", str(other), "--evalset", str(evalset), "--methods", ""]) == 2
+    assert "trained on MiniPong-v0" in capsys.readouterr().err
+    assert main(["atom", str(run), "--evalset", str(evalset), "--rule", "magic"]) == 2
