@@ -11,24 +11,23 @@
   ``mean_distance`` per ball, and its ``mean_return``;
 - ``method = training``: ``mean_return``, the mean episode return when the checkpoint was written.
 
-Each checkpoint's rows are kept under ``analysis/cache/``, keyed by the evaluation set and the options, so a
-second run computes only checkpoints it has not seen. ``analysis/atom.png`` plots the object shares against the
+Each checkpoint's rows are kept under ``analysis/cache/`` (see :mod:`analyses.runs`), so a second run computes
+only checkpoints it has not seen. ``analysis/atom.png`` plots the object shares against the
 training step with the return on a second axis.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict
+from functools import partial
 from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from analyses.maps import check_compatible
+from analyses.runs import cache_dir, for_each_checkpoint, load_result, run_checkpoints, save_result
 from interp.agents import load_checkpoint
 from interp.agents.policy import AgentPolicy
 from interp.atom import Atom, object_profile
@@ -42,24 +41,11 @@ ROBUSTNESS_METHODS = ("gradient", "smoothgrad", "perturbation")
 COLUMNS = ["step", "method", "metric", "object", "value"]
 
 
-def run_checkpoints(run_dir: str | Path) -> list[Path]:
-    """The run's checkpoints, oldest first."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UserError(f"{run_dir}: no such run directory")
-    found = sorted((run_dir / "checkpoints").glob("step_*.pt"))
-    if not found:
-        raise UserError(f"{run_dir}: no checkpoints (expected {run_dir / 'checkpoints'}/step_*.pt)")
-    return found
-
-
-def checkpoint_step(path: Path) -> int:
-    return int(path.stem.split("_")[-1])
-
-
-def atom_for_checkpoint(checkpoint: Path, evalset: EvalSet, atom: Atom, methods: tuple[str, ...],
+def atom_for_checkpoint(checkpoint: Path, evalset: EvalSet | Path, atom: Atom, methods: tuple[str, ...],
                         probe: bool) -> pd.DataFrame:
     """The rows of one checkpoint (without the step column)."""
+    if not isinstance(evalset, EvalSet):
+        evalset = load_evalset(evalset)
     loaded = load_checkpoint(checkpoint)
     agent = loaded.agent.eval()
     check_compatible(agent, loaded.meta, evalset.env, evalset.obs.shape[1:], checkpoint)
@@ -85,20 +71,15 @@ def atom_for_checkpoint(checkpoint: Path, evalset: EvalSet, atom: Atom, methods:
     return pd.concat([table, extra], ignore_index=True)
 
 
-def cache_key(evalset_path: Path, atom: Atom, methods: tuple[str, ...], probe: bool) -> str:
-    digest = hashlib.sha256(evalset_path.read_bytes())
-    digest.update(json.dumps({"atom": asdict(atom), "methods": methods, "probe": probe}, sort_keys=True).encode())
-    return digest.hexdigest()[:12]
-
-
 def atom_for_run(run_dir: str | Path, evalset_path: str | Path, *, atom: Atom | None = None,
-                 methods: tuple[str, ...] = ROBUSTNESS_METHODS, probe: bool | None = None,
+                 methods: tuple[str, ...] = ROBUSTNESS_METHODS, probe: bool | None = None, workers: int = 1,
                  progress: bool = True) -> pd.DataFrame:
     """ATOM of every checkpoint of ``run_dir`` on the evaluation set; writes ``analysis/atom.csv`` and
     ``analysis/atom.png`` and returns the table. ``probe``: run the dual-ball probe (default: for
     MiniPong-TwoBall evaluation sets)."""
     run_dir, evalset_path = Path(run_dir), Path(evalset_path)
     atom = atom or Atom()
+    methods = tuple(methods)
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise UserError(f"unknown saliency method(s) {unknown}; known: {', '.join(METHODS)}")
@@ -106,22 +87,14 @@ def atom_for_run(run_dir: str | Path, evalset_path: str | Path, *, atom: Atom | 
     evalset = load_evalset(evalset_path)
     if probe is None:
         probe = evalset.env.startswith("MiniPong-TwoBall")
-    cache = run_dir / "analysis" / "cache" / f"atom-{cache_key(evalset_path, atom, tuple(methods), probe)}"
-    cache.mkdir(parents=True, exist_ok=True)
-    tables = []
-    for checkpoint in tqdm(checkpoints, desc="ATOM", unit="checkpoint", disable=None if progress else True):
-        cached = cache / f"{checkpoint.stem}.csv"
-        if not cached.exists():
-            table = atom_for_checkpoint(checkpoint, evalset, atom, tuple(methods), probe)
-            with atomic_path(cached, suffix=".csv") as tmp:
-                table.to_csv(tmp, index=False)
-        tables.append(pd.read_csv(cached, keep_default_na=False, na_values=[""]).assign(
-            step=checkpoint_step(checkpoint)))
-    result = pd.concat(tables, ignore_index=True)[COLUMNS]
-    result["object"] = result["object"].fillna("")
+    cache = cache_dir(run_dir, "atom", evalset_path, {"atom": asdict(atom), "methods": methods, "probe": probe})
+    job = partial(atom_for_checkpoint, evalset=evalset_path if workers > 1 else evalset, atom=atom, methods=methods,
+                  probe=probe)
+    results = for_each_checkpoint(checkpoints, cache, ".csv", job, workers=workers, desc="ATOM", progress=progress)
+    result = pd.concat([load_result(path).assign(step=step) for step, path in results.items()],
+                       ignore_index=True)[COLUMNS]
     out = run_dir / "analysis"
-    with atomic_path(out / "atom.csv", suffix=".csv") as tmp:
-        result.to_csv(tmp, index=False)
+    save_result(out / "atom.csv", result)
     plot_atom(result, out / "atom.png", title=f"{run_dir.name} on {evalset.env}")
     return result
 

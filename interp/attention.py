@@ -62,3 +62,17 @@ def attention_maps(agent, steps: Steps) -> dict[str, np.ndarray]:
     with record_attention(agent) as records, torch.no_grad():
         agent(steps.inputs, steps.state)
     return {name: image_maps(record, size) for name, record in records.items() if record.tensors}
+
+
+def head_images(maps: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each head's map on the current frame, ``"<hook name>/h<i>" -> [N, S, S]``, from :func:`attention_maps`'
+    output; attention over memory has no image and is left out, joint space-time attention keeps the current
+    frame's keys."""
+    images = {}
+    for name, value in maps.items():
+        if value.ndim < 4:
+            continue
+        current = value if value.ndim == 4 else value[:, :, -1]
+        for head in range(current.shape[1]):
+            images[f"{name}/h{head}"] = current[:, head]
+    return images

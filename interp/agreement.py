@@ -1,0 +1,158 @@
+"""Agreement between two maps of the same frames, e.g. an attention head (``p``) and a saliency map (``q``).
+
+Every function takes non-negative maps ``[N, S, S]`` and returns one value per frame ``[N]``:
+
+- ``pearson`` (CC) and ``spearman`` over pixels;
+- ``kl(p, q)``: ``sum P log(P / Q)`` of the sum-normalised maps (``EPSILON`` added to both), ``kl(q, p)`` the
+  other direction;
+- ``sim``: histogram intersection ``sum min(P, Q)`` of the sum-normalised maps (1: identical, 0: disjoint);
+- ``iou_top(p, q, k)``: intersection over union of the top ``k``% pixels of each map;
+- ``nss(p, positives)``: mean of the standardised ``p`` over the positive pixels (here the top ``k``% of ``q``);
+  0 for a constant ``p``;
+- ``auc(p, positives)``: area under the ROC curve of ``p``'s values separating positives from the other pixels
+  (Mann-Whitney, ties counted half);
+- ``emd``: earth mover's distance between the sum-normalised maps pooled onto a coarse ``grid x grid`` grid, in
+  pixels (tolerant to the small shifts of a coarse attention grid upsampled to the frame);
+- ``object_mass(p, mask)``: the share of the sum-normalised map on an object's pixels.
+
+:func:`agreement` computes them all with chance levels: the same metric between the spatially shuffled ``p``
+(pixels permuted, a seeded permutation per frame) and ``q``; for object masses, the object's share of the frame.
+References: Bylinskii et al. (2019), "What do different evaluation metrics tell us about saliency models?".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+
+EPSILON = 1e-7
+TOP_K = (5, 10, 20)
+
+
+def _flat(maps: np.ndarray) -> np.ndarray:
+    return np.asarray(maps, dtype=np.float64).reshape(len(maps), -1)
+
+
+def _distribution(maps: np.ndarray) -> np.ndarray:
+    """Sum-normalised ``[N, P]``; an empty map becomes uniform."""
+    flat = np.clip(_flat(maps), 0, None)
+    total = flat.sum(1, keepdims=True)
+    return np.where(total > 0, flat / np.where(total > 0, total, 1), 1.0 / flat.shape[1])
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a - a.mean(1, keepdims=True)
+    b = b - b.mean(1, keepdims=True)
+    denominator = np.sqrt((a * a).sum(1) * (b * b).sum(1))
+    return np.where(denominator > 0, (a * b).sum(1) / np.where(denominator > 0, denominator, 1), 0.0)
+
+
+def pearson(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    return _correlation(_flat(p), _flat(q))
+
+
+def spearman(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    return _correlation(rankdata(_flat(p), axis=1), rankdata(_flat(q), axis=1))
+
+
+def kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    P, Q = _distribution(p) + EPSILON, _distribution(q) + EPSILON
+    P, Q = P / P.sum(1, keepdims=True), Q / Q.sum(1, keepdims=True)
+    return (P * np.log(P / Q)).sum(1)
+
+
+def sim(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    return np.minimum(_distribution(p), _distribution(q)).sum(1)
+
+
+def top(maps: np.ndarray, k: float) -> np.ndarray:
+    """bool ``[N, P]``: the ``k``% highest pixels of each map (exactly ``ceil(k% * P)``, ties by position)."""
+    flat = _flat(maps)
+    count = int(np.ceil(flat.shape[1] * k / 100))
+    order = np.argsort(-flat, axis=1, kind="stable")[:, :count]
+    chosen = np.zeros(flat.shape, dtype=bool)
+    np.put_along_axis(chosen, order, True, axis=1)
+    return chosen
+
+
+def iou_top(p: np.ndarray, q: np.ndarray, k: float) -> np.ndarray:
+    a, b = top(p, k), top(q, k)
+    return (a & b).sum(1) / (a | b).sum(1)
+
+
+def nss(p: np.ndarray, positives: np.ndarray) -> np.ndarray:
+    flat = _flat(p)
+    std = flat.std(1, keepdims=True)
+    standardised = np.where(std > 0, (flat - flat.mean(1, keepdims=True)) / np.where(std > 0, std, 1), 0.0)
+    positives = positives.reshape(len(flat), -1)
+    return (standardised * positives).sum(1) / np.maximum(positives.sum(1), 1)
+
+
+def auc(p: np.ndarray, positives: np.ndarray) -> np.ndarray:
+    flat = _flat(p)
+    positives = positives.reshape(len(flat), -1)
+    ranks = rankdata(flat, axis=1)  # average ranks: ties count half
+    n_pos = positives.sum(1)
+    n_neg = positives.shape[1] - n_pos
+    u = (ranks * positives).sum(1) - n_pos * (n_pos + 1) / 2
+    return np.where((n_pos > 0) & (n_neg > 0), u / np.maximum(n_pos * n_neg, 1), 0.5)
+
+
+def pool(maps: np.ndarray, grid: int) -> np.ndarray:
+    """``[N, S, S]`` -> ``[N, grid, grid]`` sums over blocks (``S`` a multiple of ``grid``, or cropped to one)."""
+    maps = np.clip(np.asarray(maps, dtype=np.float64), 0, None)
+    size = maps.shape[-1] // grid * grid
+    block = size // grid
+    return maps[:, :size, :size].reshape(len(maps), grid, block, grid, block).sum(axis=(2, 4))
+
+
+def emd(p: np.ndarray, q: np.ndarray, grid: int = 12) -> np.ndarray:
+    import ot
+
+    size = np.asarray(p).shape[-1]
+    cell = size / grid
+    centres = (np.stack(np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij"), -1).reshape(-1, 2) + 0.5) * cell
+    cost = ot.dist(centres, centres, metric="euclidean")
+    P, Q = _distribution(pool(p, grid)), _distribution(pool(q, grid))
+    return np.array([ot.emd2(a, b, cost) for a, b in zip(P, Q, strict=True)])
+
+
+def object_mass(p: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return (_distribution(p) * mask.reshape(len(mask), -1)).sum(1)
+
+
+def shuffled(maps: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Each map with its pixels permuted (a seeded permutation per frame)."""
+    rng = np.random.default_rng(seed)
+    flat = _flat(maps)
+    return np.stack([row[rng.permutation(len(row))] for row in flat]).reshape(np.shape(maps))
+
+
+def pixel_metrics(p: np.ndarray, q: np.ndarray) -> dict[str, np.ndarray]:
+    """Every map-versus-map metric, name -> ``[N]``."""
+    values = {"cc": pearson(p, q), "spearman": spearman(p, q), "kl_attention_saliency": kl(p, q),
+              "kl_saliency_attention": kl(q, p), "sim": sim(p, q), "emd": emd(p, q)}
+    for k in TOP_K:
+        positives = top(q, k)
+        values[f"iou_top{k}"] = iou_top(p, q, k)
+        values[f"nss_top{k}"] = nss(p, positives)
+        values[f"auc_top{k}"] = auc(p, positives)
+    return values
+
+
+def agreement(attention: np.ndarray, saliency: np.ndarray, masks: dict[str, np.ndarray] | None = None,
+              seed: int = 0) -> pd.DataFrame:
+    """Mean over frames of every metric between ``attention`` and ``saliency`` ``[N, S, S]``, with its chance
+    level; with ``masks`` (name -> bool ``[N, S, S]``), each map's mass on each object. Columns ``metric, value,
+    chance``."""
+    attention = np.clip(np.asarray(attention, dtype=np.float64), 0, None)
+    saliency = np.clip(np.asarray(saliency, dtype=np.float64), 0, None)
+    observed = pixel_metrics(attention, saliency)
+    chance = pixel_metrics(shuffled(attention, seed), saliency)
+    rows = [(name, float(np.mean(observed[name])), float(np.mean(chance[name]))) for name in observed]
+    for name, mask in sorted((masks or {}).items()):
+        area = float(np.mean(mask.reshape(len(mask), -1).mean(1)))
+        rows.append((f"attention_mass/{name}", float(np.mean(object_mass(attention, mask))), area))
+        rows.append((f"saliency_mass/{name}", float(np.mean(object_mass(saliency, mask))), area))
+    return pd.DataFrame(rows, columns=["metric", "value", "chance"])
