@@ -112,11 +112,41 @@ def cmd_atom(args: argparse.Namespace) -> None:
                 seed=args.seed_output, rule=args.rule, first_layer=args.first_layer, zero_biases=args.zero_biases,
                 absolute=args.absolute, newest_frame_only=args.newest_frame_only)
     methods = tuple(m for m in args.methods.split(",") if m)
-    table = atom_for_run(args.run_dir, args.evalset, atom=atom, methods=methods, probe=args.probe)
+    table = atom_for_run(args.run_dir, args.evalset, atom=atom, methods=methods, probe=args.probe,
+                         workers=args.workers)
     shares = table[(table.method == "atom") & (table.metric == "hierarchical_share")]
     print(shares.pivot(index="step", columns="object", values="value").round(3).to_string())
     out = Path(args.run_dir) / "analysis"
     print(f"wrote {out / 'atom.csv'} ({len(table)} rows) and {out / 'atom.png'}")
+
+
+def cmd_overlap(args: argparse.Namespace) -> None:
+    from analyses.overlap import overlap_for_run
+
+    methods = tuple(m for m in args.methods.split(",") if m)
+    table = overlap_for_run(args.run_dir, args.evalset, methods=methods, workers=args.workers)
+    summary = table[table.metric.isin(["cc", "sim", "iou_top10"])].groupby(["metric", "method", "target"])
+    print(summary[["value", "chance"]].mean().round(3).to_string())
+    print(f"wrote {Path(args.run_dir) / 'analysis' / 'overlap.csv'} ({len(table)} rows) and overlap/*.png")
+
+
+def cmd_sanity(args: argparse.Namespace) -> None:
+    from analyses.sanity import sanity_for_run
+    from interp.sanity import survivors
+
+    methods = tuple(m for m in args.methods.split(",") if m)
+    table = sanity_for_run(args.run_dir, args.evalset, methods=methods, checkpoint=args.checkpoint,
+                           frames=args.frames)
+    flagged = survivors(table)
+    print(f"maps that survive randomising every layer: {', '.join(flagged) if flagged else 'none'}")
+    print(f"wrote {Path(args.run_dir) / 'analysis' / 'sanity.csv'} and sanity.png")
+
+
+def cmd_analyse(args: argparse.Namespace) -> None:
+    from analyses.analyse import analyse_run
+
+    seconds = analyse_run(args.run_dir, args.evalset, frames=args.frames, workers=args.workers)
+    print("seconds per stage: " + ", ".join(f"{stage} {value:.0f}" for stage, value in seconds.items()))
 
 
 def _key_values(items: list[str] | None) -> dict:
@@ -250,9 +280,55 @@ def build_parser() -> argparse.ArgumentParser:
                       help="object relevance from the newest stacked frame only (default: all four)")
     atom.add_argument("--share", type=float, default=0.9, help="relevance share of selected neurons (default: 0.9)")
     atom.add_argument("--alpha", type=float, default=0.25, help="combinatorial threshold (default: 0.25)")
+    atom.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
     atom.add_argument("--exclusivity", type=float, default=0.0,
                       help="objects outside a set may hold this fraction of the largest (default: 0, exactly none)")
     atom.set_defaults(run=cmd_atom)
+
+    overlap = commands.add_parser(
+        "overlap", help="agreement of attention heads with saliency for every checkpoint of a run",
+        description="For every checkpoint of RUN_DIR on one evaluation set: each attention head against each "
+                    "saliency method (actor and critic) by CC, Spearman, KL both ways, SIM, IoU of the top 5/10/20%%, "
+                    "NSS and AUC, EMD, each with a chance level from spatially shuffled attention, and the attention "
+                    "and saliency mass on each object beside the ATOM share. Writes RUN_DIR/analysis/overlap.csv "
+                    "and overlap/<metric>.png.",
+        epilog="example: interp overlap runs/mott --evalset runs/eval.npz --methods perturbation,gradient,lrp",
+    )
+    overlap.add_argument("run_dir", help="run directory (from `interp train`)")
+    overlap.add_argument("--evalset", required=True, help="evaluation set (.npz from `interp evalset`)")
+    overlap.add_argument("--methods", default="perturbation,gradient,lrp",
+                         help="saliency methods (default: perturbation,gradient,lrp)")
+    overlap.add_argument("--workers", type=int, default=2, help="worker processes for the maps (default: 2)")
+    overlap.set_defaults(run=cmd_overlap)
+
+    sanity = commands.add_parser(
+        "sanity", help="cascading randomisation sanity check of attention and saliency maps",
+        description="Randomise the layers of a checkpoint (default: the run's final one) top-down and measure how "
+                    "similar (Spearman, SSIM) each attention head's and each saliency method's maps stay to the "
+                    "trained model's. Writes RUN_DIR/analysis/sanity.csv, sanity_flags.csv (maps that survive "
+                    "full randomisation) and sanity.png.",
+        epilog="example: interp sanity runs/mott --evalset runs/eval.npz --frames 16",
+    )
+    sanity.add_argument("run_dir", help="run directory (from `interp train`)")
+    sanity.add_argument("--evalset", required=True, help="evaluation set (.npz from `interp evalset`)")
+    sanity.add_argument("--checkpoint", help="checkpoint to randomise (default: the run's final one)")
+    sanity.add_argument("--frames", type=int, default=16, help="frames of the evaluation set used (default: 16)")
+    sanity.add_argument("--methods", default="perturbation,gradient,smoothgrad,lrp",
+                        help="saliency methods (default: perturbation,gradient,smoothgrad,lrp)")
+    sanity.set_defaults(run=cmd_sanity)
+
+    analyse = commands.add_parser(
+        "analyse", help="everything for a run: evaluation set, ATOM, maps, agreement, sanity checks",
+        description="Build the evaluation set when none is given (RUN_DIR/analysis/evalset.npz, from the final "
+                    "checkpoint), then run ATOM, maps and agreement (attention agents), and the sanity checks over "
+                    "all checkpoints in worker processes, reusing results already on disk.",
+        epilog="example: interp analyse runs/mott",
+    )
+    analyse.add_argument("run_dir", help="run directory (from `interp train`)")
+    analyse.add_argument("--evalset", help="evaluation set (default: build one from the final checkpoint)")
+    analyse.add_argument("--frames", type=int, default=150, help="frames of a new evaluation set (default: 150)")
+    analyse.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    analyse.set_defaults(run=cmd_analyse)
 
     video = commands.add_parser(
         "video", help="overlay video: frame, attention heads, actor and critic saliency",

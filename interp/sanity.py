@@ -91,9 +91,10 @@ def cascading_randomisation(agent: nn.Module, steps: Steps, explain: Explainer, 
             randomise_(modules[name], generator)
         done = cut
         maps = explain(randomised, steps)
+        lowest = layers[cut - 1] or "(agent)"  # parameters the agent module owns itself
         for name, reference in original.items():
-            rows.append((cut, layers[cut - 1], name, "spearman", float(spearman(maps[name], reference).mean())))
-            rows.append((cut, layers[cut - 1], name, "ssim", float(ssim_per_frame(maps[name], reference).mean())))
+            rows.append((cut, lowest, name, "spearman", float(spearman(maps[name], reference).mean())))
+            rows.append((cut, lowest, name, "ssim", float(ssim_per_frame(maps[name], reference).mean())))
     return pd.DataFrame(rows, columns=["layers_randomised", "layer", "map", "metric", "value"])
 
 

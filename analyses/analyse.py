@@ -1,0 +1,72 @@
+"""One command for a whole run: evaluation set, ATOM, maps and overlap, sanity checks.
+
+Stages run over all checkpoints in worker processes and reuse every result already on disk (see
+:mod:`analyses.runs`), so an interrupted or extended run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from analyses.atom import atom_for_run
+from analyses.evalset import build_evalset
+from analyses.overlap import has_attention_images, overlap_for_run
+from analyses.runs import run_checkpoints
+from analyses.sanity import sanity_for_run
+from interp.agents import load_checkpoint
+from interp.errors import UserError
+
+
+def run_environment(run_dir: Path) -> tuple[str, dict]:
+    """The environment id and options a run was trained on (``config.json``, else the final checkpoint)."""
+    config_path = run_dir / "config.json"
+    if config_path.exists():
+        config = json.loads(config_path.read_text())
+        return config["env"], config.get("env_options", {})
+    meta = load_checkpoint(run_checkpoints(run_dir)[-1]).meta
+    if "env" not in meta:
+        raise UserError(f"{run_dir}: no config.json and the checkpoints do not name their environment; "
+                        "give --evalset")
+    return meta["env"], meta.get("config", {}).get("env_options", {})
+
+
+def analyse_run(run_dir: str | Path, evalset_path: str | Path | None = None, *, frames: int = 150,
+                workers: int | None = None, progress: bool = True, log=print) -> dict[str, float]:
+    """Every analysis of the run; returns the seconds each stage took."""
+    run_dir = Path(run_dir)
+    checkpoints = run_checkpoints(run_dir)
+    workers = workers or min(len(checkpoints), os.cpu_count() or 1)
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    if evalset_path is None:
+        evalset_path = run_dir / "analysis" / "evalset.npz"
+        if not evalset_path.exists():
+            env_id, env_options = run_environment(run_dir)
+            agent = load_checkpoint(checkpoints[-1]).agent
+            evalset = build_evalset(agent, env_id, frames=frames, reference=str(checkpoints[-1]), progress=progress,
+                                    **env_options)
+            evalset.save(evalset_path)
+    seconds["evalset"] = time.perf_counter() - start
+    log(f"evaluation set: {evalset_path}")
+
+    start = time.perf_counter()
+    atom_for_run(run_dir, evalset_path, workers=workers, progress=progress)
+    seconds["atom"] = time.perf_counter() - start
+    log(f"ATOM: {run_dir / 'analysis' / 'atom.csv'}, atom.png")
+
+    start = time.perf_counter()
+    if has_attention_images(load_checkpoint(checkpoints[0]).agent):
+        overlap_for_run(run_dir, evalset_path, workers=workers, progress=progress)
+        log(f"maps and agreement: {run_dir / 'analysis' / 'overlap.csv'}, overlap/*.png")
+    else:
+        log("agreement: skipped, the agent has no attention over the frame")
+    seconds["maps+overlap"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    sanity_for_run(run_dir, evalset_path)
+    seconds["sanity"] = time.perf_counter() - start
+    log(f"sanity checks: {run_dir / 'analysis' / 'sanity.csv'}, sanity_flags.csv, sanity.png")
+    return seconds
