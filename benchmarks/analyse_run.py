@@ -1,0 +1,57 @@
+"""Time per stage of `interp analyse` on a run of 10 checkpoints and a 150-frame evaluation set.
+
+    .venv/bin/python benchmarks/analyse_run.py [--run RUN_DIR] [--arch timesformer_divided] [--frames 150]
+
+Without ``--run`` it writes a run of ``--checkpoints`` checkpoints of a small agent (TimeSformer divided with
+convolutional patches, freshly initialised with seeds 0..9, so every checkpoint differs) under a temporary folder and
+analyses that; with ``--run`` it analyses a copy of an existing run's checkpoints. Every stage starts from an
+empty cache. Prints the seconds of each stage (evaluation set, ATOM, maps and agreement, sanity) and the total.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from analyses.analyse import analyse_run
+from interp.agents import make_agent, save_checkpoint
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", help="an existing run directory (its checkpoints are copied)")
+    parser.add_argument("--arch", default="timesformer_divided")
+    parser.add_argument("--checkpoints", type=int, default=10)
+    parser.add_argument("--frames", type=int, default=150)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        run = Path(folder) / "run"
+        if args.run:
+            shutil.copytree(Path(args.run) / "checkpoints", run / "checkpoints")
+            shutil.copy(Path(args.run) / "config.json", run / "config.json")
+            label = args.run
+        else:
+            options = {"patch_embedding": "conv"} if args.arch.startswith("timesformer") else {}
+            for index in range(args.checkpoints):
+                torch.manual_seed(index)
+                save_checkpoint(run / "checkpoints" / f"step_{index * 1000:012d}.pt",
+                                make_agent(args.arch, num_actions=3, **options), env="MiniPong-v0", step=index * 1000)
+            (run / "config.json").write_text('{"env": "MiniPong-v0", "env_options": {}}')
+            label = f"{args.arch} (fresh), {args.checkpoints} checkpoints"
+        start = time.perf_counter()
+        seconds = analyse_run(run, frames=args.frames, workers=args.workers, log=lambda line: None)
+        total = time.perf_counter() - start
+    print(f"interp analyse: {label}, {args.frames} frames, {args.workers} workers")
+    for stage, value in seconds.items():
+        print(f"  {stage:<14}{value:8.1f} s")
+    print(f"  {'total':<14}{total:8.1f} s")
+
+
+if __name__ == "__main__":
+    main()
