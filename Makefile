@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint
+.PHONY: setup demo test lint browser
 
 setup: $(STAMP)
 
@@ -26,8 +26,13 @@ $(STAMP): pyproject.toml Makefile
 demo: setup
 	$(BIN)/interp demo --out runs/demo
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -q
+
+# The report is tested in a real headless browser: Debian's chromium (driven through playwright's Python API).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
 lint: setup
 	$(BIN)/ruff check .

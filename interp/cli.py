@@ -149,6 +149,19 @@ def cmd_analyse(args: argparse.Namespace) -> None:
     print("seconds per stage: " + ", ".join(f"{stage} {value:.0f}" for stage, value in seconds.items()))
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    from analyses.report import write_report
+
+    if args.out:
+        out = Path(args.out)
+    elif len(args.run_dirs) == 1:
+        out = Path(args.run_dirs[0]) / "report.html"
+    else:
+        raise UserError("--out is required when comparing several runs")
+    path = write_report(args.run_dirs, out, evalset=args.evalset, video_frames=args.video_frames)
+    print(f"wrote {path}")
+
+
 def _key_values(items: list[str] | None) -> dict:
     """``["mem_len=40", "gating=false"]`` -> ``{"mem_len": 40, "gating": False}`` (values parsed as JSON)."""
     import json
@@ -329,6 +342,21 @@ def build_parser() -> argparse.ArgumentParser:
     analyse.add_argument("--frames", type=int, default=150, help="frames of a new evaluation set (default: 150)")
     analyse.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     analyse.set_defaults(run=cmd_analyse)
+
+    report = commands.add_parser(
+        "report", help="a self-contained HTML page for a run, or comparing runs",
+        description="Write one HTML file with everything embedded: configuration and parameter counts, training "
+                    "curves, ATOM trajectories, agreement with chance levels, sanity checks, attention stills, the "
+                    "overlay video, and the numbers behind every plot as downloadable CSV. Sections whose analysis "
+                    "has not run yet say which command produces them (`interp analyse` runs them all).",
+        epilog="example: interp report runs/baseline runs/mott --out runs/comparison.html",
+    )
+    report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories")
+    report.add_argument("--out", help="output .html (default: RUN_DIR/report.html for one run)")
+    report.add_argument("--evalset", help="evaluation set for the stills (default: RUN_DIR/analysis/evalset.npz)")
+    report.add_argument("--video-frames", type=int, default=60,
+                        help="steps of an overlay video rendered when a run has none (default: 60; 0: none)")
+    report.set_defaults(run=cmd_report)
 
     video = commands.add_parser(
         "video", help="overlay video: frame, attention heads, actor and critic saliency",
