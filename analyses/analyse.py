@@ -21,16 +21,16 @@ from interp.errors import UserError
 
 
 def run_environment(run_dir: Path) -> tuple[str, dict]:
-    """The environment id and options a run was trained on (``config.json``, else the final checkpoint)."""
+    """The environment id and options (with the frame size) a run was trained on (``config.json``, else the
+    final checkpoint)."""
     config_path = run_dir / "config.json"
     if config_path.exists():
         config = json.loads(config_path.read_text())
-        return config["env"], config.get("env_options", {})
-    meta = load_checkpoint(run_checkpoints(run_dir)[-1]).meta
-    if "env" not in meta:
-        raise UserError(f"{run_dir}: no config.json and the checkpoints do not name their environment; "
-                        "give --evalset")
-    return meta["env"], meta.get("config", {}).get("env_options", {})
+    else:
+        config = load_checkpoint(run_checkpoints(run_dir)[-1]).meta.get("config", {})
+    if "env" not in config:
+        raise UserError(f"{run_dir}: neither config.json nor the checkpoints name the environment; give --evalset")
+    return config["env"], {"frame_size": config.get("frame_size", 84), **config.get("env_options", {})}
 
 
 def analyse_run(run_dir: str | Path, evalset_path: str | Path | None = None, *, frames: int = 150,

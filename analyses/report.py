@@ -110,7 +110,7 @@ def _configuration(runs: list[RunSummary]) -> str:
     return f"<table><tr>{header}</tr>{rows}</table>"
 
 
-def _training(runs: list[RunSummary]) -> str:
+def _training(runs: list[RunSummary], reference_return: float | None) -> str:
     curves = {r.name: r.table("metrics.csv") for r in runs}
     curves = {k: v.dropna(subset=["mean_return"]) for k, v in curves.items() if v is not None}
     if not curves:
@@ -120,11 +120,18 @@ def _training(runs: list[RunSummary]) -> str:
         for name, table in curves.items():
             smooth = table["mean_return"].rolling(20, min_periods=1).mean()
             axis.plot(table["step"], smooth, label=name)
+        if reference_return is not None:
+            axis.axhline(reference_return, color="grey", linestyle=":", label="random policy")
         axis.set_xlabel("environment step")
         axis.set_ylabel("mean episode return (rolling)")
         axis.legend(fontsize=8)
 
-    return _figure(draw)
+    rows = "".join(f"<tr><th>{html.escape(name)}</th><td>{table['mean_return'].iloc[:20].mean():.2f}</td>"
+                   f"<td>{table['mean_return'].iloc[-20:].mean():.2f}</td></tr>" for name, table in curves.items())
+    reference = ("" if reference_return is None
+                 else f"<tr><th>random policy</th><td colspan=2>{reference_return:.2f}</td></tr>")
+    return (_figure(draw) + "<table><tr><th>run</th><th>mean return, first 20 logs</th>"
+            f"<th>mean return, last 20 logs</th></tr>{rows}{reference}</table>")
 
 
 def _atom(run: RunSummary) -> str:
@@ -195,7 +202,8 @@ def _video(run: RunSummary, frames: int) -> str:
 
         env_id = run.config.get("env") or run.meta.get("env")
         torch.manual_seed(0)
-        render_video(run.checkpoints[-1], env_id, frames, path, progress=False, **run.config.get("env_options", {}))
+        render_video(run.checkpoints[-1], env_id, frames, path, progress=False,
+                     frame_size=run.config.get("frame_size", 84), **run.config.get("env_options", {}))
     if not path.exists():
         return _missing("overlay video", f"interp video {run.checkpoints[-1]} --env ENV --out {path}")
     return (f'<video controls muted loop width="100%" src="{_data_uri(path.read_bytes(), "video/mp4")}"></video>'
@@ -214,14 +222,15 @@ def _data(runs: list[RunSummary]) -> str:
 
 
 def write_report(run_dirs: list[str | Path], out: str | Path, *, evalset: str | Path | None = None,
-                 video_frames: int = 60) -> Path:
+                 video_frames: int = 60, reference_return: float | None = None) -> Path:
     """Write the page for ``run_dirs`` (one run, or several to compare) to ``out``. A missing overlay video is
-    rendered first (``video_frames`` steps; 0: none)."""
+    rendered first (``video_frames`` steps; 0: none); ``reference_return`` (e.g. the random policy's) is drawn
+    beside the training curves."""
     runs = [RunSummary(Path(d)) for d in run_dirs]
     evalset_path = Path(evalset) if evalset else None
     title = "Run " + runs[0].name if len(runs) == 1 else "Comparison of " + ", ".join(r.name for r in runs)
     sections = [("configuration", "Configuration", _configuration(runs)),
-                ("training", "Training", _training(runs))]
+                ("training", "Training", _training(runs, reference_return))]
     for key, heading, render in (
             ("atom", "ATOM across training", _atom), ("agreement", "Attention against saliency", _agreement),
             ("sanity", "Sanity checks", _sanity),

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from analyses.maps import check_compatible
-from analyses.runs import checkpoint_step, run_checkpoints, save_result
+from analyses.runs import cache_dir, checkpoint_step, load_result, run_checkpoints, save_result
 from interp.agents import load_checkpoint
 from interp.attention import attention_maps, head_images
 from interp.errors import UserError
@@ -55,11 +55,18 @@ def sanity_for_run(run_dir: str | Path, evalset_path: str | Path, *, methods: tu
     loaded = load_checkpoint(checkpoint)
     agent = loaded.agent.eval()
     check_compatible(agent, loaded.meta, evalset.env, evalset.obs.shape[1:], checkpoint)
-    torch.manual_seed(seed)
-    steps = Steps(evalset.step_inputs(), pre_step_state(agent, evalset))
-    table = cascading_randomisation(agent, steps, partial(image_maps, methods=tuple(methods)), points=points,
-                                    seed=seed)
-    table.insert(0, "step", checkpoint_step(checkpoint))
+    cache = cache_dir(run_dir, "sanity", evalset_path, {"methods": tuple(methods), "frames": frames,
+                                                          "points": points, "seed": seed})
+    cached = cache / f"{checkpoint.stem}.csv"
+    if cached.exists():
+        table = load_result(cached)
+    else:
+        torch.manual_seed(seed)
+        steps = Steps(evalset.step_inputs(), pre_step_state(agent, evalset))
+        table = cascading_randomisation(agent, steps, partial(image_maps, methods=tuple(methods)), points=points,
+                                        seed=seed)
+        table.insert(0, "step", checkpoint_step(checkpoint))
+        save_result(cached, table)
     out = run_dir / "analysis"
     save_result(out / "sanity.csv", table)
     flagged = survivors(table, threshold)

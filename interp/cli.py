@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -162,6 +163,14 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def cmd_quickstart(args: argparse.Namespace) -> None:
+    from analyses.quickstart import quickstart
+
+    report = quickstart(args.out, seed=args.seed)
+    print(f"report: {report.resolve()}")
+    print(f"runs, analyses and videos: {Path(args.out).resolve()}/<agent>/ (checkpoints/, analysis/)")
+
+
 def _key_values(items: list[str] | None) -> dict:
     """``["mem_len=40", "gating=false"]`` -> ``{"mem_len": 40, "gating": False}`` (values parsed as JSON)."""
     import json
@@ -185,6 +194,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    quick = commands.add_parser(
+        "quickstart", help="the whole mission on MiniPong in minutes: train two agents, analyse, report",
+        description="Train the baseline and a TimeSformer attention agent on MiniPong-v0 (42x42 frames) with "
+                    "checkpoints across training, build an evaluation set, run attention maps, perturbation, "
+                    "gradient and LRP saliency, ATOM, agreement and sanity checks over every checkpoint, render an "
+                    "overlay video per agent and write DIR/report.html comparing them. Run again on the same "
+                    "folder, it reuses what is finished.",
+        epilog="example: interp quickstart --out runs/quickstart",
+    )
+    quick.add_argument("--out", default="runs/quickstart", help="output folder (default: runs/quickstart)")
+    quick.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    quick.set_defaults(run=cmd_quickstart)
 
     envs = commands.add_parser("envs", help="list the environments", description="List the environment ids.",
                                epilog="example: interp envs")
@@ -387,6 +409,14 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"interp {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into a reader that stopped early (`interp envs | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"interp {args.command}: interrupted; finished results are on disk", file=sys.stderr)
+        return 130
     return 0
 
 

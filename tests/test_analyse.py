@@ -71,7 +71,7 @@ def test_analyse_command_runs_every_stage_in_workers_and_reuses_results(tmp_path
     assert (analysis / "sanity_flags.csv").exists() and (analysis / "evalset.npz").exists()
 
     cached = sorted((analysis / "cache").glob("*/step_*"))
-    assert len(cached) == 6  # maps, overlap and ATOM for each checkpoint
+    assert len(cached) == 7  # maps, overlap and ATOM for each checkpoint, sanity for the final one
     stamps = [path.stat().st_mtime_ns for path in cached]
     assert main(["analyse", str(run), "--workers", "2"]) == 0
     assert [path.stat().st_mtime_ns for path in cached] == stamps

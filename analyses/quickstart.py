@@ -1,0 +1,94 @@
+"""The whole mission on the built-in default, in one call: train, analyse, render, report.
+
+Two agents learn MiniPong-v0 from 42x42 frames (the small frame keeps the run within minutes on two CPU cores):
+the feed-forward baseline and a TimeSformer agent with divided space-time attention over 7x7-pixel patches.
+Each run keeps checkpoints across training; one evaluation set, played by the trained baseline, is analysed by
+every checkpoint of both (ATOM with its saliency profiles, attention maps, perturbation, gradient and LRP
+saliency, agreement with chance levels, sanity checks); each agent gets an overlay video, and one page compares
+them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from analyses.analyse import analyse_run
+from analyses.evalset import build_evalset
+from analyses.report import write_report
+from analyses.video import render_video
+from interp.agents import load_agent
+from interp.envs import make_env
+from trainers.config import TrainConfig
+from trainers.impala import train
+
+ENV = "MiniPong-v0"
+FRAME_SIZE = 42
+
+
+@dataclass(frozen=True)
+class QuickstartAgent:
+    arch: str
+    steps: int
+    agent: dict = field(default_factory=dict)
+    lr: float = 6e-4
+
+
+AGENTS = (
+    QuickstartAgent("baseline", steps=300_000, lr=1e-3),
+    QuickstartAgent("timesformer_divided", steps=250_000, lr=1e-3,
+                    agent={"patch_embedding": "conv", "mem_len": 4, "embed_dim": 32, "scale_frames": True}),
+)
+
+
+def random_return(episodes: int = 20, seed: int = 0) -> float:
+    """Mean return of the uniform random policy, the reference the trained agents must beat."""
+    env = make_env(ENV, seed=seed, frame_size=FRAME_SIZE)
+    rng = np.random.default_rng(seed)
+    returns = []
+    for episode in range(episodes):
+        env.reset(seed=seed + episode)
+        done, total = False, 0.0
+        while not done:
+            _, reward, terminated, truncated, _ = env.step(int(rng.integers(env.action_space.n)))
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    return float(np.mean(returns))
+
+
+def quickstart(out: str | Path = "runs/quickstart", *, agents: tuple[QuickstartAgent, ...] = AGENTS,
+               frames: int = 50, video_frames: int = 100, seed: int = 0, log=print) -> Path:
+    """Train, analyse, render and report into ``out``; returns the report's path. Finished stages are reused when
+    called again on the same folder (training resumes, analyses are cached)."""
+    out = Path(out)
+    start = time.perf_counter()
+    runs = []
+    for spec in agents:
+        run = out / spec.arch
+        config = TrainConfig(arch=spec.arch, env=ENV, steps=spec.steps, out=str(run), frame_size=FRAME_SIZE,
+                             lr=spec.lr, seed=seed, agent=spec.agent, checkpoint_every=50_000)
+        written = sorted((run / "checkpoints").glob("step_*.pt"))
+        if not written or int(written[-1].stem.split("_")[-1]) < spec.steps:
+            log(f"training {spec.arch} on {ENV} for {spec.steps:,} steps")
+            train(config, resume=(run / "config.json").exists())
+        runs.append(run)
+    evalset_path = out / "evalset.npz"
+    if not evalset_path.exists():
+        reference = sorted((runs[0] / "checkpoints").glob("step_*.pt"))[-1]
+        build_evalset(load_agent(reference), ENV, frames=frames, seed=seed, reference=str(reference),
+                      frame_size=FRAME_SIZE).save(evalset_path)
+    for run in runs:
+        log(f"analysing {run.name}")
+        analyse_run(run, evalset_path, log=lambda line: None)
+        video = run / "analysis" / "video.mp4"
+        if not video.exists():
+            final = sorted((run / "checkpoints").glob("step_*.pt"))[-1]
+            render_video(final, ENV, video_frames, video, seed=seed, frame_size=FRAME_SIZE)
+    report = write_report(runs, out / "report.html", evalset=evalset_path, video_frames=0,
+                          reference_return=random_return())
+    log(f"done in {(time.perf_counter() - start) / 60:.1f} min")
+    return report

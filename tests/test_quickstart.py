@@ -1,0 +1,25 @@
+"""The quick start end to end on a tiny plan (the real one trains for minutes; its figures are in the README)."""
+
+import pandas as pd
+
+from analyses.quickstart import AGENTS, QuickstartAgent, quickstart
+
+
+def test_quickstart_trains_analyses_renders_and_reports(tmp_path):
+    tiny = tuple(QuickstartAgent(spec.arch, steps=320, agent=spec.agent, lr=spec.lr) for spec in AGENTS)
+    lines = []
+    report = quickstart(tmp_path / "quick", agents=tiny, frames=3, video_frames=6, log=lines.append)
+    assert report == tmp_path / "quick" / "report.html" and report.stat().st_size > 100_000
+    page = report.read_text()
+    assert "Comparison of baseline, timesformer_divided" in page and "random policy" in page
+    for spec in tiny:
+        run = tmp_path / "quick" / spec.arch
+        assert int(sorted((run / "checkpoints").glob("step_*.pt"))[-1].stem[5:]) >= 320
+        assert (run / "analysis" / "video.mp4").stat().st_size > 1000
+        atom = pd.read_csv(run / "analysis" / "atom.csv")
+        assert atom.step.nunique() == len(list((run / "checkpoints").glob("step_*.pt")))
+    assert (tmp_path / "quick" / "timesformer_divided" / "analysis" / "overlap.csv").exists()
+    assert lines[-1].startswith("done in")
+    lines.clear()
+    quickstart(tmp_path / "quick", agents=tiny, frames=3, video_frames=6, log=lines.append)
+    assert not any(line.startswith("training") for line in lines)  # finished runs are not trained again
