@@ -1,4 +1,4 @@
-# The README's two commands: `make demo` (the main job) and `make test`. Both set up .venv/ first;
+# The README's commands: `make quickstart` (the main job), `make demo` and `make test`. All set up .venv/ first;
 # re-running them skips what is already installed.
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint browser
+.PHONY: setup quickstart demo test lint browser
 
 setup: $(STAMP)
 
@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --no-deps zennit==0.5.1 ocatari==2.2.1 hackatari==0.0.6
 	$(BIN)/python -m interp._compat --install-pth
 	@touch $(STAMP)
+
+quickstart: setup
+	$(BIN)/interp quickstart --out runs/quickstart
 
 demo: setup
 	$(BIN)/interp demo --out runs/demo

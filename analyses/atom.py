@@ -60,7 +60,7 @@ def atom_for_checkpoint(checkpoint: Path, evalset: EvalSet | Path, atom: Atom, m
         correlation = profiles[first].rank().corr(profiles[second].rank())
         rows.append((f"{first}~{second}", "spearman", "", float(correlation)))
     if probe:
-        result = dual_ball_probe(AgentPolicy(agent))
+        result = dual_ball_probe(AgentPolicy(agent), frame_size=agent.obs_shape[-1])
         for record in result.to_dict("records"):
             rows += [("probe", metric, record["ball"], float(record[metric]))
                      for metric in ("intercept_rate", "tracking", "mean_distance")]

@@ -14,7 +14,8 @@ Policy = Callable[[np.ndarray], int]
 ``observe(reward)`` after each step (see :class:`interp.agents.policy.AgentPolicy`)."""
 
 
-def dual_ball_probe(policy: Policy, *, episodes: int = 5, seed: int = 0, max_steps: int = 2000) -> pd.DataFrame:
+def dual_ball_probe(policy: Policy, *, episodes: int = 5, seed: int = 0, max_steps: int = 2000,
+                    frame_size: int = 84) -> pd.DataFrame:
     """Dual ball discrimination test: play MiniPong-TwoBall with ``policy`` and measure, for each ball,
 
     - ``arrivals``: how often the ball reached the agent's paddle line, ``intercepts``: how often the paddle
@@ -26,7 +27,7 @@ def dual_ball_probe(policy: Policy, *, episodes: int = 5, seed: int = 0, max_ste
     Returns:
         one row per ball (``ball``, ``decoy``), with the episodes' mean return in ``df.attrs["mean_return"]``.
     """
-    env = MiniPongEnv(MiniPongConfig(variant="twoball", max_steps=max_steps))
+    env = MiniPongEnv(MiniPongConfig(variant="twoball", max_steps=max_steps, frame_size=frame_size))
     names = ("ball", "decoy")
     arrivals = dict.fromkeys(names, 0)
     intercepts = dict.fromkeys(names, 0)
