@@ -197,9 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     quick = commands.add_parser(
         "quickstart", help="the whole mission on MiniPong in minutes: train two agents, analyse, report",
-        description="Train the baseline and a TimeSformer attention agent on MiniPong-v0 (42x42 frames) with "
-                    "checkpoints across training, build an evaluation set, run attention maps, perturbation, "
-                    "gradient and LRP saliency, ATOM, agreement and sanity checks over every checkpoint, render an "
+        description="Train the baseline (84x84 frames) and a TimeSformer attention agent (42x42 frames) on "
+                    "MiniPong-v0 with checkpoints across training, build an evaluation set per agent, run "
+                    "attention maps, perturbation, gradient and LRP saliency, ATOM, agreement and sanity checks "
+                    "over every checkpoint, render an "
                     "overlay video per agent and write DIR/report.html comparing them. Run again on the same "
                     "folder, it reuses what is finished.",
         epilog="example: interp quickstart --out runs/quickstart",

@@ -6,7 +6,7 @@ from analyses.quickstart import AGENTS, QuickstartAgent, quickstart
 
 
 def test_quickstart_trains_analyses_renders_and_reports(tmp_path):
-    tiny = tuple(QuickstartAgent(spec.arch, steps=320, agent=spec.agent, lr=spec.lr) for spec in AGENTS)
+    tiny = tuple(QuickstartAgent(spec.arch, 320, spec.agent, spec.lr, spec.frame_size) for spec in AGENTS)
     lines = []
     report = quickstart(tmp_path / "quick", agents=tiny, frames=3, video_frames=6, log=lines.append)
     assert report == tmp_path / "quick" / "report.html" and report.stat().st_size > 100_000
