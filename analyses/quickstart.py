@@ -57,6 +57,11 @@ def random_return(episodes: int = 20, seed: int = 0) -> float:
     return float(np.mean(returns))
 
 
+def _last_step(run: Path) -> int:
+    written = sorted((run / "checkpoints").glob("step_*.pt"))
+    return int(written[-1].stem.split("_")[-1]) if written else -1
+
+
 def quickstart(out: str | Path = "runs/quickstart", *, agents: tuple[QuickstartAgent, ...] = AGENTS,
                frames: int = 50, video_frames: int = 100, seed: int = 0, log=print) -> Path:
     """Train, analyse, render and report into ``out``; returns the report's path. Finished stages are reused when
@@ -68,10 +73,11 @@ def quickstart(out: str | Path = "runs/quickstart", *, agents: tuple[QuickstartA
         run = out / spec.arch
         config = TrainConfig(arch=spec.arch, env=ENV, steps=spec.steps, out=str(run), frame_size=spec.frame_size,
                              lr=spec.lr, seed=seed, agent=spec.agent, checkpoint_every=50_000)
-        written = sorted((run / "checkpoints").glob("step_*.pt"))
-        if not written or int(written[-1].stem.split("_")[-1]) < spec.steps:
+        if _last_step(run) < spec.steps:
             log(f"training {spec.arch} on {ENV} for {spec.steps:,} steps")
             train(config, resume=(run / "config.json").exists())
+            if _last_step(run) < spec.steps:  # the trainer stopped early on SIGINT/SIGTERM, with a checkpoint
+                raise KeyboardInterrupt
         runs.append(run)
     for run, spec in zip(runs, agents, strict=True):
         log(f"analysing {run.name}")
