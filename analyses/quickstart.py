@@ -63,7 +63,7 @@ def _last_step(run: Path) -> int:
 
 
 def quickstart(out: str | Path = "runs/quickstart", *, agents: tuple[QuickstartAgent, ...] = AGENTS,
-               frames: int = 50, video_frames: int = 100, seed: int = 0, log=print) -> Path:
+               frames: int = 30, video_frames: int = 100, seed: int = 0, log=print) -> Path:
     """Train, analyse, render and report into ``out``; returns the report's path. Finished stages are reused when
     called again on the same folder (training resumes, analyses are cached)."""
     out = Path(out)

@@ -100,8 +100,8 @@ class RunSummary:
 
 
 def _configuration(runs: list[RunSummary]) -> str:
-    keys = ["arch", "env", "steps", "actors", "envs_per_actor", "batch_size", "unroll", "lr", "entropy_cost",
-            "discounting", "seed"]
+    keys = ["arch", "env", "frame_size", "steps", "actors", "envs_per_actor", "batch_size", "unroll", "lr",
+            "entropy_cost", "discounting", "seed"]
     rows = "".join(
         f"<tr><th>{html.escape(r.name)}</th><td>{r.agent.name}</td><td>{r.parameters:,}</td>"
         f"<td>{len(r.checkpoints)}</td>" + "".join(f"<td>{html.escape(str(r.config.get(k, '')))}</td>" for k in keys)
