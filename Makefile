@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || { $(PYTHON) -c "import torch" 2>/dev/null \
 		&& $(PYTHON) -m venv --system-site-packages $(VENV) || $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[dev,ray]"
 	# --no-deps: zennit asks for torchvision (a CUDA build that does not load with the CPU torch; see
 	# interp/_compat.py), ocatari and hackatari for numpy<2 and opencv-python. What they import is in pyproject.toml.
 	$(BIN)/python -m pip install -q --no-deps zennit==0.5.1 ocatari==2.2.1 hackatari==0.0.6

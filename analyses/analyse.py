@@ -1,4 +1,4 @@
-"""One command for a whole run: evaluation set, ATOM, maps and overlap, sanity checks.
+"""One command for a whole run: evaluation set, maps, ATOM, agreement, sanity checks.
 
 Stages run over all checkpoints in worker processes and reuse every result already on disk (see
 :mod:`analyses.runs`), so an interrupted or extended run continues where it stopped.
@@ -13,10 +13,12 @@ from pathlib import Path
 
 from analyses.atom import atom_for_run
 from analyses.evalset import build_evalset
+from analyses.maps import maps_for_run
 from analyses.overlap import has_attention_images, overlap_for_run
 from analyses.runs import run_checkpoints
 from analyses.sanity import sanity_for_run
 from interp.agents import load_checkpoint
+from interp.cluster import connect, disconnect
 from interp.errors import UserError
 
 
@@ -34,11 +36,23 @@ def run_environment(run_dir: Path) -> tuple[str, dict]:
 
 
 def analyse_run(run_dir: str | Path, evalset_path: str | Path | None = None, *, frames: int = 150,
-                workers: int | None = None, progress: bool = True, log=print) -> dict[str, float]:
-    """Every analysis of the run; returns the seconds each stage took."""
+                workers: int | None = None, backend: str = "local", ray_address: str = "", progress: bool = True,
+                log=print) -> dict[str, float]:
+    """Every analysis of the run; returns the seconds each stage took. ``backend="ray"``: the checkpoint x stage
+    jobs run as Ray tasks on the cluster at ``ray_address`` (default: ``$RAY_ADDRESS``, else one started here)."""
     run_dir = Path(run_dir)
     checkpoints = run_checkpoints(run_dir)
     workers = workers or min(len(checkpoints), os.cpu_count() or 1)
+    started_ray = connect(ray_address) if backend == "ray" else False
+    try:
+        return _stages(run_dir, checkpoints, evalset_path, frames, workers, backend, progress, log)
+    finally:
+        disconnect(started_ray)
+
+
+def _stages(run_dir: Path, checkpoints: list[Path], evalset_path: str | Path | None, frames: int, workers: int,
+            backend: str, progress: bool, log) -> dict[str, float]:
+    parallel = {"workers": workers, "backend": backend, "progress": progress}
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     if evalset_path is None:
@@ -53,17 +67,22 @@ def analyse_run(run_dir: str | Path, evalset_path: str | Path | None = None, *, 
     log(f"evaluation set: {evalset_path}")
 
     start = time.perf_counter()
-    atom_for_run(run_dir, evalset_path, workers=workers, progress=progress)
+    maps_for_run(run_dir, evalset_path, **parallel)
+    seconds["maps"] = time.perf_counter() - start
+    log(f"maps: {run_dir / 'analysis' / 'cache'}/maps-*")
+
+    start = time.perf_counter()
+    atom_for_run(run_dir, evalset_path, **parallel)
     seconds["atom"] = time.perf_counter() - start
     log(f"ATOM: {run_dir / 'analysis' / 'atom.csv'}, atom.png")
 
     start = time.perf_counter()
     if has_attention_images(load_checkpoint(checkpoints[0]).agent):
-        overlap_for_run(run_dir, evalset_path, workers=workers, progress=progress)
-        log(f"maps and agreement: {run_dir / 'analysis' / 'overlap.csv'}, overlap/*.png")
+        overlap_for_run(run_dir, evalset_path, **parallel)
+        log(f"agreement: {run_dir / 'analysis' / 'overlap.csv'}, overlap/*.png")
     else:
         log("agreement: skipped, the agent has no attention over the frame")
-    seconds["maps+overlap"] = time.perf_counter() - start
+    seconds["overlap"] = time.perf_counter() - start
 
     start = time.perf_counter()
     sanity_for_run(run_dir, evalset_path)

@@ -4,7 +4,7 @@
 
 - ``method = atom``: ``hierarchical``, ``hierarchical_share`` per object, ``combinatorial`` per object set
   (``ball+player``), ``selected_neurons`` (mean size of ``S``);
-- ``method = gradient | smoothgrad | perturbation``: ``profile_share`` per object, the same per-object profile
+- ``method = perturbation | gradient | smoothgrad | lrp``: ``profile_share`` per object, the same per-object profile
   from that saliency method (robustness across methods, the follow-up paper);
 - ``method = <a>~<b>``: ``spearman``, the rank correlation of two methods' object profiles;
 - ``method = probe`` (MiniPong-TwoBall): the dual-ball probe's ``intercept_rate``, ``tracking`` and
@@ -26,24 +26,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analyses.maps import check_compatible
-from analyses.runs import cache_dir, for_each_checkpoint, load_result, run_checkpoints, save_result
+from analyses.maps import MAP_METHODS, check_compatible, check_methods, maps_for_run
+from analyses.runs import cache_dir, checkpoint_step, for_each_checkpoint, load_result, run_checkpoints, save_result
 from interp.agents import load_checkpoint
 from interp.agents.policy import AgentPolicy
 from interp.atom import Atom, object_profile
 from interp.envs.probe import dual_ball_probe
-from interp.errors import UserError
 from interp.evalset import EvalSet, load_evalset, pre_step_state
 from interp.files import atomic_path
-from interp.saliency import METHODS, Steps
+from interp.saliency import Steps
 
-ROBUSTNESS_METHODS = ("gradient", "smoothgrad", "perturbation")
 COLUMNS = ["step", "method", "metric", "object", "value"]
 
 
-def atom_for_checkpoint(checkpoint: Path, evalset: EvalSet | Path, atom: Atom, methods: tuple[str, ...],
-                        probe: bool) -> pd.DataFrame:
-    """The rows of one checkpoint (without the step column)."""
+def atom_for_checkpoint(checkpoint: Path, evalset: EvalSet | Path, atom: Atom, maps_paths: dict[int, Path],
+                        methods: tuple[str, ...], probe: bool) -> pd.DataFrame:
+    """The rows of one checkpoint (without the step column); the saliency profiles come from the run's cached
+    maps (``maps_paths``, see :func:`analyses.maps.maps_for_run`)."""
     if not isinstance(evalset, EvalSet):
         evalset = load_evalset(evalset)
     loaded = load_checkpoint(checkpoint)
@@ -52,8 +51,10 @@ def atom_for_checkpoint(checkpoint: Path, evalset: EvalSet | Path, atom: Atom, m
     steps = Steps(evalset.step_inputs(), pre_step_state(agent, evalset))
     table = atom.compute(agent, steps, evalset.masks).assign(method="atom")
     profiles = {"atom": table[table.metric == "hierarchical_share"].set_index("object")["value"]}
-    for method in methods:
-        profiles[method] = object_profile(METHODS[method].attribute(agent, steps)[atom.target], evalset.masks)
+    if methods:
+        maps = load_result(maps_paths[checkpoint_step(checkpoint)])
+        for method in methods:
+            profiles[method] = object_profile(maps[f"{method}/{atom.target}"], evalset.masks)
     rows = [(method, "profile_share", name, float(value))
             for method, profile in profiles.items() if method != "atom" for name, value in profile.items()]
     for first, second in combinations(profiles, 2):
@@ -72,25 +73,27 @@ def atom_for_checkpoint(checkpoint: Path, evalset: EvalSet | Path, atom: Atom, m
 
 
 def atom_for_run(run_dir: str | Path, evalset_path: str | Path, *, atom: Atom | None = None,
-                 methods: tuple[str, ...] = ROBUSTNESS_METHODS, probe: bool | None = None, workers: int = 1,
-                 progress: bool = True) -> pd.DataFrame:
+                 methods: tuple[str, ...] = MAP_METHODS, probe: bool | None = None, workers: int = 1,
+                 backend: str = "local", progress: bool = True) -> pd.DataFrame:
     """ATOM of every checkpoint of ``run_dir`` on the evaluation set; writes ``analysis/atom.csv`` and
-    ``analysis/atom.png`` and returns the table. ``probe``: run the dual-ball probe (default: for
-    MiniPong-TwoBall evaluation sets)."""
+    ``analysis/atom.png`` and returns the table. ``methods``: saliency methods whose object profiles are compared
+    with ATOM's. ``probe``: run the dual-ball probe (default: for MiniPong-TwoBall evaluation sets)."""
     run_dir, evalset_path = Path(run_dir), Path(evalset_path)
     atom = atom or Atom()
     methods = tuple(methods)
-    unknown = sorted(set(methods) - set(METHODS))
-    if unknown:
-        raise UserError(f"unknown saliency method(s) {unknown}; known: {', '.join(METHODS)}")
+    check_methods(methods)
     checkpoints = run_checkpoints(run_dir)
     evalset = load_evalset(evalset_path)
     if probe is None:
         probe = evalset.env.startswith("MiniPong-TwoBall")
+    maps_paths = maps_for_run(run_dir, evalset_path, methods, workers=workers, backend=backend,
+                              progress=progress) if methods else {}
     cache = cache_dir(run_dir, "atom", evalset_path, {"atom": asdict(atom), "methods": methods, "probe": probe})
-    job = partial(atom_for_checkpoint, evalset=evalset_path if workers > 1 else evalset, atom=atom, methods=methods,
-                  probe=probe)
-    results = for_each_checkpoint(checkpoints, cache, ".csv", job, workers=workers, desc="ATOM", progress=progress)
+    in_process = workers <= 1 and backend == "local"
+    job = partial(atom_for_checkpoint, evalset=evalset if in_process else evalset_path, atom=atom,
+                  maps_paths=maps_paths, methods=methods, probe=probe)
+    results = for_each_checkpoint(checkpoints, cache, ".csv", job, workers=workers, backend=backend, desc="ATOM",
+                                  progress=progress)
     result = pd.concat([load_result(path).assign(step=step) for step, path in results.items()],
                        ignore_index=True)[COLUMNS]
     out = run_dir / "analysis"

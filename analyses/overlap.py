@@ -21,17 +21,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analyses.maps import check_compatible, compute_maps
+from analyses.maps import MAP_METHODS, maps_for_run
 from analyses.runs import cache_dir, checkpoint_step, for_each_checkpoint, load_result, run_checkpoints, save_result
 from interp.agents import load_checkpoint
-from interp.agreement import agreement
+from interp.agreement import agreement_table
 from interp.attention import head_images
 from interp.errors import UserError
 from interp.evalset import load_evalset
 from interp.files import atomic_path
 from interp.hooks import hook_points
 
-OVERLAP_METHODS = ("perturbation", "gradient", "lrp")
 COLUMNS = ["step", "head", "method", "target", "metric", "value", "chance"]
 PLOTTED = {"cc": True, "spearman": True, "sim": True, "kl_attention_saliency": False, "iou_top10": True,
            "nss_top10": True, "auc_top10": True, "emd": False}
@@ -43,24 +42,18 @@ def has_attention_images(agent) -> bool:
     return bool(hook_points(agent, IMAGE_KINDS))
 
 
-def maps_job(checkpoint: Path, evalset_path: Path, methods: tuple[str, ...]) -> dict[str, np.ndarray]:
-    evalset = load_evalset(evalset_path)
-    loaded = load_checkpoint(checkpoint)
-    check_compatible(loaded.agent, loaded.meta, evalset.env, evalset.obs.shape[1:], checkpoint)
-    return compute_maps(loaded.agent, evalset, list(methods), progress=False)
-
-
 def overlap_table(maps: dict[str, np.ndarray], masks: dict[str, np.ndarray], methods: tuple[str, ...]
                   ) -> pd.DataFrame:
     """Agreement of every attention head with every saliency method and target in one checkpoint's maps."""
     heads = head_images({k.split("/", 1)[1]: v for k, v in maps.items() if k.startswith("attention/")})
-    tables = []
-    for head, attention in heads.items():
-        for method in methods:
-            for target in ("actor", "critic"):
-                table = agreement(attention, maps[f"{method}/{target}"], masks)
-                tables.append(table.assign(head=head, method=method, target=target))
-    return pd.concat(tables, ignore_index=True)[COLUMNS[1:]] if tables else pd.DataFrame(columns=COLUMNS[1:])
+    if not heads:
+        return pd.DataFrame(columns=COLUMNS[1:])
+    names = [f"{method}/{target}" for method in methods for target in ("actor", "critic")]
+    saliency = {name: maps[name] for name in names}
+    table = agreement_table(heads, saliency, masks)
+    method_target = table.pop("saliency").str.split("/", expand=True)
+    return table.rename(columns={"attention": "head"}).assign(method=method_target[0], target=method_target[1])[
+        COLUMNS[1:]]
 
 
 def overlap_job(checkpoint: Path, maps_paths: dict[int, Path], evalset_path: Path, methods: tuple[str, ...]
@@ -69,8 +62,8 @@ def overlap_job(checkpoint: Path, maps_paths: dict[int, Path], evalset_path: Pat
                          methods)
 
 
-def overlap_for_run(run_dir: str | Path, evalset_path: str | Path, *, methods: tuple[str, ...] = OVERLAP_METHODS,
-                    workers: int = 1, progress: bool = True) -> pd.DataFrame:
+def overlap_for_run(run_dir: str | Path, evalset_path: str | Path, *, methods: tuple[str, ...] = MAP_METHODS,
+                    workers: int = 1, backend: str = "local", progress: bool = True) -> pd.DataFrame:
     """Maps and agreement for every checkpoint; writes ``analysis/overlap.csv`` and the plots."""
     run_dir, evalset_path = Path(run_dir), Path(evalset_path)
     methods = tuple(methods)
@@ -79,15 +72,13 @@ def overlap_for_run(run_dir: str | Path, evalset_path: str | Path, *, methods: t
     if not has_attention_images(first):
         raise UserError(f"{run_dir}: the {first.name} agent has no attention over the frame to compare with saliency")
     evalset = load_evalset(evalset_path)
-    maps_cache = cache_dir(run_dir, "maps", evalset_path, {"methods": methods})
-    maps_paths = for_each_checkpoint(checkpoints, maps_cache, ".npz",
-                                     partial(maps_job, evalset_path=evalset_path, methods=methods),
-                                     workers=workers, desc="maps", progress=progress)
-    cache = cache_dir(run_dir, "overlap", evalset_path, {"methods": methods, "maps": maps_cache.name})
+    maps_paths = maps_for_run(run_dir, evalset_path, methods, workers=workers, backend=backend, progress=progress)
+    cache = cache_dir(run_dir, "overlap", evalset_path,
+                      {"methods": methods, "maps": next(iter(maps_paths.values())).parent.name})
     results = for_each_checkpoint(checkpoints, cache, ".csv",
                                   partial(overlap_job, maps_paths=maps_paths, evalset_path=evalset_path,
                                           methods=methods),
-                                  workers=1, desc="overlap", progress=progress)
+                                  workers=workers, backend=backend, desc="overlap", progress=progress)
     table = pd.concat([load_result(path).assign(step=step) for step, path in results.items()], ignore_index=True)
     atom_csv = run_dir / "analysis" / "atom.csv"
     if atom_csv.exists():

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from interp.cluster import connect, disconnect, import_ray
 from interp.errors import UserError
 from interp.files import atomic_path
 
@@ -69,12 +70,20 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def _ray_job(job: Callable[[Path], pd.DataFrame | dict[str, np.ndarray]], checkpoint: Path):
+    torch.set_num_threads(1)  # one core per task, as Ray schedules them
+    return job(checkpoint)
+
+
 def for_each_checkpoint(checkpoints: list[Path], cache: Path, suffix: str,
                         job: Callable[[Path], pd.DataFrame | dict[str, np.ndarray]], *, workers: int = 1,
-                        desc: str = "", progress: bool = True) -> dict[int, Path]:
+                        backend: str = "local", desc: str = "", progress: bool = True) -> dict[int, Path]:
     """Run ``job(checkpoint)`` for every checkpoint without a result in ``cache`` and save what it returns
     (``suffix`` ``.csv`` for a table, ``.npz`` for arrays). ``workers > 1``: in that many processes (``job``
-    must then be picklable, e.g. a ``functools.partial`` of a module-level function).
+    must then be picklable, e.g. a ``functools.partial`` of a module-level function). ``backend="ray"``: as Ray
+    tasks on the connected cluster (see :mod:`interp.cluster`; the run directory must be on a file system every node
+    sees), a task whose worker is lost retried up to ``RAY_RETRIES`` times. Results are written here, atomically,
+    as they arrive.
 
     Returns:
         step -> result file, for every checkpoint.
@@ -83,10 +92,16 @@ def for_each_checkpoint(checkpoints: list[Path], cache: Path, suffix: str,
     todo = [c for c in checkpoints if not paths[checkpoint_step(c)].exists()]
     bar = tqdm(total=len(checkpoints), initial=len(checkpoints) - len(todo), desc=desc, unit="checkpoint",
                disable=None if progress else True)
-    if workers <= 1 or len(todo) <= 1:
+
+    def save(checkpoint: Path, result: pd.DataFrame | dict[str, np.ndarray]) -> None:
+        save_result(paths[checkpoint_step(checkpoint)], result)
+        bar.update()
+
+    if backend == "ray" and todo:
+        _on_ray(todo, job, save)
+    elif workers <= 1 or len(todo) <= 1:
         for checkpoint in todo:
-            save_result(paths[checkpoint_step(checkpoint)], job(checkpoint))
-            bar.update()
+            save(checkpoint, job(checkpoint))
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
         context = multiprocessing.get_context("spawn")  # no forked copies of torch's thread pools
@@ -95,10 +110,34 @@ def for_each_checkpoint(checkpoints: list[Path], cache: Path, suffix: str,
             futures = {pool.submit(job, checkpoint): checkpoint for checkpoint in todo}
             try:
                 for future in as_completed(futures):
-                    save_result(paths[checkpoint_step(futures[future])], future.result())
-                    bar.update()
+                    save(futures[future], future.result())
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
     bar.close()
     return paths
+
+
+RAY_RETRIES = 3
+
+
+def _on_ray(checkpoints: list[Path], job: Callable, done: Callable[[Path, object], None]) -> None:
+    """``done(checkpoint, job(checkpoint))`` for each checkpoint, the jobs run as Ray tasks."""
+    ray = import_ray()
+    started = connect()
+    task = ray.remote(num_cpus=1, max_retries=RAY_RETRIES)(_ray_job)  # retried when a worker dies, not on errors
+    pending = {task.remote(job, checkpoint): checkpoint for checkpoint in checkpoints}
+    try:
+        while pending:
+            finished, _ = ray.wait(list(pending), num_returns=1)
+            for ref in finished:
+                checkpoint = pending.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except ray.exceptions.RayTaskError as error:  # the job's own exception, e.g. a UserError
+                    raise error.cause from None
+                done(checkpoint, result)
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        disconnect(started)

@@ -17,18 +17,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from analyses.maps import check_compatible
+from analyses.maps import MAP_METHODS, check_compatible, check_methods
 from analyses.runs import cache_dir, checkpoint_step, load_result, run_checkpoints, save_result
 from interp.agents import load_checkpoint
 from interp.attention import attention_maps, head_images
-from interp.errors import UserError
 from interp.evalset import load_evalset, pre_step_state
 from interp.files import atomic_path
 from interp.saliency import METHODS
 from interp.sanity import cascading_randomisation, survivors
 from interp.steps import Steps
-
-SANITY_METHODS = ("perturbation", "gradient", "smoothgrad", "lrp")
 
 
 def image_maps(agent, steps: Steps, methods: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -40,15 +37,13 @@ def image_maps(agent, steps: Steps, methods: tuple[str, ...]) -> dict[str, np.nd
     return maps
 
 
-def sanity_for_run(run_dir: str | Path, evalset_path: str | Path, *, methods: tuple[str, ...] = SANITY_METHODS,
+def sanity_for_run(run_dir: str | Path, evalset_path: str | Path, *, methods: tuple[str, ...] = MAP_METHODS,
                    checkpoint: str | Path | None = None, frames: int = 16, points: int = 6, seed: int = 0,
                    threshold: float = 0.5) -> pd.DataFrame:
     """Cascading randomisation of ``checkpoint`` (default: the run's final one) on the first ``frames`` frames of
     the evaluation set; writes ``analysis/sanity.csv``, ``sanity_flags.csv`` and ``sanity.png``."""
     run_dir = Path(run_dir)
-    unknown = sorted(set(methods) - set(METHODS))
-    if unknown:
-        raise UserError(f"unknown saliency method(s) {unknown}; known: {', '.join(METHODS)}")
+    check_methods(methods)
     checkpoint = Path(checkpoint) if checkpoint else run_checkpoints(run_dir)[-1]
     evalset = load_evalset(evalset_path)
     evalset = evalset.subset(slice(0, frames))

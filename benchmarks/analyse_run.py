@@ -1,16 +1,19 @@
 """Time per stage of `interp analyse` on a run of 10 checkpoints and a 150-frame evaluation set.
 
     .venv/bin/python benchmarks/analyse_run.py [--run RUN_DIR] [--arch timesformer_divided] [--frames 150]
+        [--quickstart-agent]
 
 Without ``--run`` it writes a run of ``--checkpoints`` checkpoints of a small agent (TimeSformer divided with
-convolutional patches, freshly initialised with seeds 0..9, so every checkpoint differs) under a temporary folder and
-analyses that; with ``--run`` it analyses a copy of an existing run's checkpoints. Every stage starts from an
-empty cache. Prints the seconds of each stage (evaluation set, ATOM, maps and agreement, sanity) and the total.
+convolutional patches on 84x84 frames, or with ``--quickstart-agent`` the quick start's TimeSformer on 42x42 frames;
+freshly initialised with seeds 0..9, so every checkpoint differs) under a temporary folder and analyses that;
+with ``--run`` it analyses a copy of an existing run's checkpoints. Every stage starts from an empty cache. Prints
+the seconds of each stage (evaluation set, maps, ATOM, agreement, sanity) and the total.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tempfile
 import time
@@ -19,6 +22,7 @@ from pathlib import Path
 import torch
 
 from analyses.analyse import analyse_run
+from analyses.quickstart import AGENTS as QUICKSTART_AGENTS
 from interp.agents import make_agent, save_checkpoint
 
 
@@ -29,6 +33,8 @@ def main() -> None:
     parser.add_argument("--checkpoints", type=int, default=10)
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--quickstart-agent", action="store_true",
+                        help="the quick start's TimeSformer (42x42 frames, 7x7 patches, width 32)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         run = Path(folder) / "run"
@@ -37,13 +43,19 @@ def main() -> None:
             shutil.copy(Path(args.run) / "config.json", run / "config.json")
             label = args.run
         else:
-            options = {"patch_embedding": "conv"} if args.arch.startswith("timesformer") else {}
+            arch, frame_size = args.arch, 84
+            options = {"patch_embedding": "conv"} if arch.startswith("timesformer") else {}
+            if args.quickstart_agent:
+                spec = QUICKSTART_AGENTS[-1]
+                arch, frame_size, options = spec.arch, spec.frame_size, spec.agent
             for index in range(args.checkpoints):
                 torch.manual_seed(index)
-                save_checkpoint(run / "checkpoints" / f"step_{index * 1000:012d}.pt",
-                                make_agent(args.arch, num_actions=3, **options), env="MiniPong-v0", step=index * 1000)
-            (run / "config.json").write_text('{"env": "MiniPong-v0", "env_options": {}}')
-            label = f"{args.arch} (fresh), {args.checkpoints} checkpoints"
+                agent = make_agent(arch, obs_shape=(4, frame_size, frame_size), num_actions=3, **options)
+                save_checkpoint(run / "checkpoints" / f"step_{index * 1000:012d}.pt", agent, env="MiniPong-v0",
+                                step=index * 1000)
+            (run / "config.json").write_text(json.dumps({"env": "MiniPong-v0", "env_options": {},
+                                                         "frame_size": frame_size}))
+            label = f"{arch} (fresh, {frame_size}x{frame_size} frames), {args.checkpoints} checkpoints"
         start = time.perf_counter()
         seconds = analyse_run(run, frames=args.frames, workers=args.workers, log=lambda line: None)
         total = time.perf_counter() - start

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/atom_throughput.py [--archs baseline,mott] [--frames 8] [--checkpoint CKPT]
 
 - batched: :class:`interp.atom.Atom` (every selected neuron of a batch of frames in one forward and one backward
-  pass, 256 rows each);
+  pass, 64 rows each);
 - loop: the same computation with one forward and one backward pass per selected neuron (``batch_size=1``), the way
   a per-neuron implementation of the paper goes.
 

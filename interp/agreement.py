@@ -11,7 +11,7 @@ Every function takes non-negative maps ``[N, S, S]`` and returns one value per f
   0 for a constant ``p``;
 - ``auc(p, positives)``: area under the ROC curve of ``p``'s values separating positives from the other pixels
   (Mann-Whitney, ties counted half);
-- ``emd``: earth mover's distance between the sum-normalised maps pooled onto a coarse ``grid x grid`` grid, in
+- ``emd``: earth mover's distance between the sum-normalised maps pooled onto a coarse ``grid x grid`` grid (8 x 8), in
   pixels (tolerant to the small shifts of a coarse attention grid upsampled to the frame);
 - ``object_mass(p, mask)``: the share of the sum-normalised map on an object's pixels.
 
@@ -28,6 +28,8 @@ from scipy.stats import rankdata
 
 EPSILON = 1e-7
 TOP_K = (5, 10, 20)
+GRID = 8
+"""cells per side of the coarse grid of ``emd``"""
 
 
 def _flat(maps: np.ndarray) -> np.ndarray:
@@ -48,6 +50,40 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(denominator > 0, (a * b).sum(1) / np.where(denominator > 0, denominator, 1), 0.0)
 
 
+def _smoothed(distribution: np.ndarray) -> np.ndarray:
+    smoothed = distribution + EPSILON
+    return smoothed / smoothed.sum(1, keepdims=True)
+
+
+def _standardised(flat: np.ndarray) -> np.ndarray:
+    std = flat.std(1, keepdims=True)
+    return np.where(std > 0, (flat - flat.mean(1, keepdims=True)) / np.where(std > 0, std, 1), 0.0)
+
+
+class Prepared:
+    """What the metrics need of one set of maps ``[N, S, S]``, computed once and reused for every pairing (an
+    attention head meets every saliency method and target, each saliency map every head)."""
+
+    def __init__(self, maps: np.ndarray, grid: int) -> None:
+        self.size = np.asarray(maps).shape[-1]
+        self.flat = _flat(maps)
+        self.distribution = _distribution(maps)
+        self.smoothed = _smoothed(self.distribution)
+        self.ranks = rankdata(self.flat, axis=1)  # average ranks: ties count half
+        self.standardised = _standardised(self.flat)
+        order = np.argsort(-self.flat, axis=1, kind="stable")
+        self.tops = {k: _first(order, int(np.ceil(self.flat.shape[1] * k / 100))) for k in TOP_K}
+        self.pooled = _distribution(pool(maps, grid))
+        self.grid = grid
+
+
+def _first(order: np.ndarray, count: int) -> np.ndarray:
+    """bool ``[N, P]``: the pixels among the first ``count`` of each row's ``order``."""
+    chosen = np.zeros(order.shape, dtype=bool)
+    np.put_along_axis(chosen, order[:, :count], True, axis=1)
+    return chosen
+
+
 def pearson(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     return _correlation(_flat(p), _flat(q))
 
@@ -57,9 +93,8 @@ def spearman(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 def kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    P, Q = _distribution(p) + EPSILON, _distribution(q) + EPSILON
-    P, Q = P / P.sum(1, keepdims=True), Q / Q.sum(1, keepdims=True)
-    return (P * np.log(P / Q)).sum(1)
+    smoothed_p, smoothed_q = _smoothed(_distribution(p)), _smoothed(_distribution(q))
+    return (smoothed_p * np.log(smoothed_p / smoothed_q)).sum(1)
 
 
 def sim(p: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -69,34 +104,36 @@ def sim(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 def top(maps: np.ndarray, k: float) -> np.ndarray:
     """bool ``[N, P]``: the ``k``% highest pixels of each map (exactly ``ceil(k% * P)``, ties by position)."""
     flat = _flat(maps)
-    count = int(np.ceil(flat.shape[1] * k / 100))
-    order = np.argsort(-flat, axis=1, kind="stable")[:, :count]
-    chosen = np.zeros(flat.shape, dtype=bool)
-    np.put_along_axis(chosen, order, True, axis=1)
-    return chosen
+    return _first(np.argsort(-flat, axis=1, kind="stable"), int(np.ceil(flat.shape[1] * k / 100)))
 
 
-def iou_top(p: np.ndarray, q: np.ndarray, k: float) -> np.ndarray:
-    a, b = top(p, k), top(q, k)
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a & b).sum(1) / (a | b).sum(1)
 
 
-def nss(p: np.ndarray, positives: np.ndarray) -> np.ndarray:
-    flat = _flat(p)
-    std = flat.std(1, keepdims=True)
-    standardised = np.where(std > 0, (flat - flat.mean(1, keepdims=True)) / np.where(std > 0, std, 1), 0.0)
-    positives = positives.reshape(len(flat), -1)
+def iou_top(p: np.ndarray, q: np.ndarray, k: float) -> np.ndarray:
+    return _iou(top(p, k), top(q, k))
+
+
+def _nss(standardised: np.ndarray, positives: np.ndarray) -> np.ndarray:
+    positives = positives.reshape(len(standardised), -1)
     return (standardised * positives).sum(1) / np.maximum(positives.sum(1), 1)
 
 
-def auc(p: np.ndarray, positives: np.ndarray) -> np.ndarray:
-    flat = _flat(p)
-    positives = positives.reshape(len(flat), -1)
-    ranks = rankdata(flat, axis=1)  # average ranks: ties count half
+def nss(p: np.ndarray, positives: np.ndarray) -> np.ndarray:
+    return _nss(_standardised(_flat(p)), positives)
+
+
+def _auc(ranks: np.ndarray, positives: np.ndarray) -> np.ndarray:
+    positives = positives.reshape(len(ranks), -1)
     n_pos = positives.sum(1)
     n_neg = positives.shape[1] - n_pos
     u = (ranks * positives).sum(1) - n_pos * (n_pos + 1) / 2
     return np.where((n_pos > 0) & (n_neg > 0), u / np.maximum(n_pos * n_neg, 1), 0.5)
+
+
+def auc(p: np.ndarray, positives: np.ndarray) -> np.ndarray:
+    return _auc(rankdata(_flat(p), axis=1), positives)
 
 
 def pool(maps: np.ndarray, grid: int) -> np.ndarray:
@@ -107,15 +144,17 @@ def pool(maps: np.ndarray, grid: int) -> np.ndarray:
     return maps[:, :size, :size].reshape(len(maps), grid, block, grid, block).sum(axis=(2, 4))
 
 
-def emd(p: np.ndarray, q: np.ndarray, grid: int = 12) -> np.ndarray:
+def _emd(pooled_p: np.ndarray, pooled_q: np.ndarray, size: int, grid: int) -> np.ndarray:
     import ot
 
-    size = np.asarray(p).shape[-1]
     cell = size / grid
     centres = (np.stack(np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij"), -1).reshape(-1, 2) + 0.5) * cell
     cost = ot.dist(centres, centres, metric="euclidean")
-    P, Q = _distribution(pool(p, grid)), _distribution(pool(q, grid))
-    return np.array([ot.emd2(a, b, cost) for a, b in zip(P, Q, strict=True)])
+    return np.array([ot.emd2(a, b, cost) for a, b in zip(pooled_p, pooled_q, strict=True)])
+
+
+def emd(p: np.ndarray, q: np.ndarray, grid: int = GRID) -> np.ndarray:
+    return _emd(_distribution(pool(p, grid)), _distribution(pool(q, grid)), np.asarray(p).shape[-1], grid)
 
 
 def object_mass(p: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -129,16 +168,44 @@ def shuffled(maps: np.ndarray, seed: int = 0) -> np.ndarray:
     return np.stack([row[rng.permutation(len(row))] for row in flat]).reshape(np.shape(maps))
 
 
-def pixel_metrics(p: np.ndarray, q: np.ndarray) -> dict[str, np.ndarray]:
-    """Every map-versus-map metric, name -> ``[N]``."""
-    values = {"cc": pearson(p, q), "spearman": spearman(p, q), "kl_attention_saliency": kl(p, q),
-              "kl_saliency_attention": kl(q, p), "sim": sim(p, q), "emd": emd(p, q)}
+def pixel_metrics(p: np.ndarray | Prepared, q: np.ndarray | Prepared) -> dict[str, np.ndarray]:
+    """Every map-versus-map metric, name -> ``[N]`` (either map may be :class:`Prepared` already)."""
+    p = p if isinstance(p, Prepared) else Prepared(p, GRID)
+    q = q if isinstance(q, Prepared) else Prepared(q, GRID)
+    values = {"cc": _correlation(p.flat, q.flat), "spearman": _correlation(p.ranks, q.ranks),
+              "kl_attention_saliency": (p.smoothed * np.log(p.smoothed / q.smoothed)).sum(1),
+              "kl_saliency_attention": (q.smoothed * np.log(q.smoothed / p.smoothed)).sum(1),
+              "sim": np.minimum(p.distribution, q.distribution).sum(1), "emd": _emd(p.pooled, q.pooled, p.size, p.grid)}
     for k in TOP_K:
-        positives = top(q, k)
-        values[f"iou_top{k}"] = iou_top(p, q, k)
-        values[f"nss_top{k}"] = nss(p, positives)
-        values[f"auc_top{k}"] = auc(p, positives)
+        positives = q.tops[k]
+        values[f"iou_top{k}"] = _iou(p.tops[k], positives)
+        values[f"nss_top{k}"] = _nss(p.standardised, positives)
+        values[f"auc_top{k}"] = _auc(p.ranks, positives)
     return values
+
+
+def agreement_table(attention: dict[str, np.ndarray], saliency: dict[str, np.ndarray],
+                    masks: dict[str, np.ndarray] | None = None, seed: int = 0) -> pd.DataFrame:
+    """:func:`agreement` of every attention map (name -> ``[N, S, S]``) with every saliency map (name ->
+    ``[N, S, S]``), each map prepared once. Columns ``attention, saliency, metric, value, chance``."""
+    prepared = {}
+    for name, maps in attention.items():
+        maps = np.clip(np.asarray(maps, dtype=np.float64), 0, None)
+        prepared[name] = (maps, Prepared(maps, GRID), Prepared(shuffled(maps, seed), GRID))
+    tables = []
+    for saliency_name, maps in saliency.items():
+        maps = np.clip(np.asarray(maps, dtype=np.float64), 0, None)
+        q = Prepared(maps, GRID)
+        for attention_name, (raw, p, p_shuffled) in prepared.items():
+            observed, chance = pixel_metrics(p, q), pixel_metrics(p_shuffled, q)
+            rows = [(name, float(np.mean(observed[name])), float(np.mean(chance[name]))) for name in observed]
+            for name, mask in sorted((masks or {}).items()):
+                area = float(np.mean(mask.reshape(len(mask), -1).mean(1)))
+                rows.append((f"attention_mass/{name}", float(np.mean(object_mass(raw, mask))), area))
+                rows.append((f"saliency_mass/{name}", float(np.mean(object_mass(maps, mask))), area))
+            tables.append(pd.DataFrame(rows, columns=["metric", "value", "chance"]).assign(
+                attention=attention_name, saliency=saliency_name))
+    return pd.concat(tables, ignore_index=True)[["attention", "saliency", "metric", "value", "chance"]]
 
 
 def agreement(attention: np.ndarray, saliency: np.ndarray, masks: dict[str, np.ndarray] | None = None,
@@ -146,13 +213,5 @@ def agreement(attention: np.ndarray, saliency: np.ndarray, masks: dict[str, np.n
     """Mean over frames of every metric between ``attention`` and ``saliency`` ``[N, S, S]``, with its chance
     level; with ``masks`` (name -> bool ``[N, S, S]``), each map's mass on each object. Columns ``metric, value,
     chance``."""
-    attention = np.clip(np.asarray(attention, dtype=np.float64), 0, None)
-    saliency = np.clip(np.asarray(saliency, dtype=np.float64), 0, None)
-    observed = pixel_metrics(attention, saliency)
-    chance = pixel_metrics(shuffled(attention, seed), saliency)
-    rows = [(name, float(np.mean(observed[name])), float(np.mean(chance[name]))) for name in observed]
-    for name, mask in sorted((masks or {}).items()):
-        area = float(np.mean(mask.reshape(len(mask), -1).mean(1)))
-        rows.append((f"attention_mass/{name}", float(np.mean(object_mass(attention, mask))), area))
-        rows.append((f"saliency_mass/{name}", float(np.mean(object_mass(saliency, mask))), area))
-    return pd.DataFrame(rows, columns=["metric", "value", "chance"])
+    table = agreement_table({"": attention}, {"": saliency}, masks, seed)
+    return table[["metric", "value", "chance"]]

@@ -52,8 +52,9 @@ class Atom:
     """``R^k`` from the newest stacked frame only (default: summed over the stack)"""
     layer: str = "hook_features"
     """hook point of ``F_c``"""
-    batch_size: int = 256
-    """(frame, neuron) rows per pass-2 backward; 1 is the per-neuron loop"""
+    batch_size: int = 64
+    """(frame, neuron) rows per pass-2 backward; 1 is the per-neuron loop (larger batches are slower on a CPU, see
+    :attr:`interp.saliency.Perturbation.batch_size`)"""
 
     def __post_init__(self) -> None:
         problems = []

@@ -12,6 +12,9 @@ from tqdm import tqdm
 
 from interp.errors import UserError
 
+RUN_METHODS = "perturbation,gradient,smoothgrad,lrp"
+"""analyses.maps.MAP_METHODS, written out so that ``--help`` does not import torch"""
+
 
 def cmd_envs(args: argparse.Namespace) -> None:
     from interp.envs import MINIPONG_VARIANTS, TESTED_ATARI_GAMES, env_ids
@@ -64,8 +67,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     given = {key: value for key, value in vars(args).items()
              if key in TrainConfig.__dataclass_fields__ and value is not None}
-    if args.resume:  # the saved config, with a new step budget, device or actor count if given
-        config = resume_config(args.out, **{k: v for k, v in given.items() if k in ("steps", "device", "actors")})
+    if args.resume:  # the saved config, with a new step budget, device, actor count or backend if given
+        config = resume_config(args.out, **{k: v for k, v in given.items()
+                                            if k in ("steps", "device", "actors", "backend", "ray_address")})
     else:
         if not args.arch:
             raise UserError("--arch is required (see `interp train --help`)")
@@ -146,7 +150,8 @@ def cmd_sanity(args: argparse.Namespace) -> None:
 def cmd_analyse(args: argparse.Namespace) -> None:
     from analyses.analyse import analyse_run
 
-    seconds = analyse_run(args.run_dir, args.evalset, frames=args.frames, workers=args.workers)
+    seconds = analyse_run(args.run_dir, args.evalset, frames=args.frames, workers=args.workers, backend=args.backend,
+                          ray_address=args.ray_address or "")
     print("seconds per stage: " + ", ".join(f"{stage} {value:.0f}" for stage, value in seconds.items()))
 
 
@@ -233,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "RUN_DIR/checkpoints/step_<12 digits>.pt (at step 0, log-spaced early, every --checkpoint-every "
                     "steps and at the end), RUN_DIR/metrics.csv and TensorBoard events. Ctrl-C (or SIGTERM) writes a "
                     "final checkpoint and exits cleanly; --resume continues.",
-        epilog="example: interp train --arch baseline --env MiniPong-v0 --steps 500000 --out runs/baseline",
+        epilog="example: interp train --arch baseline --env MiniPong-v0 --steps 500000 --out runs/baseline   |   "
+               "actors on Ray: ... --backend ray [--ray-address HEAD_IP:6379]",
     )
     train.add_argument("--arch", help="architecture: baseline, mott, adaptive, spatiotemporal, "
                        "spatiotemporal_oneshot, timesformer_divided, timesformer_joint")
@@ -255,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="architecture option, repeatable (e.g. mem_len=40)")
     train.add_argument("--env-option", action="append", metavar="KEY=VALUE",
                        help='environment option, repeatable (e.g. points=3, modifications=["lazy_enemy"])')
+    train.add_argument("--backend", choices=("local", "ray"),
+                       help="actors as local processes (default) or as Ray actors (needs pip install '.[ray]')")
+    train.add_argument("--ray-address", help="with --backend ray: a running Ray cluster (default: start Ray here)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out (steps, optimizer, RNG)")
     train.set_defaults(run=cmd_train)
 
@@ -300,9 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     atom.add_argument("run_dir", help="run directory (from `interp train`)")
     atom.add_argument("--evalset", required=True, help="evaluation set (.npz from `interp evalset`)")
-    atom.add_argument("--methods", default="gradient,smoothgrad,perturbation",
-                      help="saliency methods to compare object profiles with (default: gradient,smoothgrad,"
-                           "perturbation; empty: none)")
+    atom.add_argument("--methods", default=RUN_METHODS,
+                      help=f"saliency methods to compare object profiles with (default: {RUN_METHODS}; empty: none)")
     atom.add_argument("--probe", action=argparse.BooleanOptionalAction, default=None,
                       help="run the dual-ball probe per checkpoint (default: on MiniPong-TwoBall)")
     atom.add_argument("--target", default="actor", choices=("actor", "critic"), help="output explained")
@@ -332,8 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     overlap.add_argument("run_dir", help="run directory (from `interp train`)")
     overlap.add_argument("--evalset", required=True, help="evaluation set (.npz from `interp evalset`)")
-    overlap.add_argument("--methods", default="perturbation,gradient,lrp",
-                         help="saliency methods (default: perturbation,gradient,lrp)")
+    overlap.add_argument("--methods", default=RUN_METHODS, help=f"saliency methods (default: {RUN_METHODS})")
     overlap.add_argument("--workers", type=int, default=2, help="worker processes for the maps (default: 2)")
     overlap.set_defaults(run=cmd_overlap)
 
@@ -349,21 +356,25 @@ def build_parser() -> argparse.ArgumentParser:
     sanity.add_argument("--evalset", required=True, help="evaluation set (.npz from `interp evalset`)")
     sanity.add_argument("--checkpoint", help="checkpoint to randomise (default: the run's final one)")
     sanity.add_argument("--frames", type=int, default=16, help="frames of the evaluation set used (default: 16)")
-    sanity.add_argument("--methods", default="perturbation,gradient,smoothgrad,lrp",
-                        help="saliency methods (default: perturbation,gradient,smoothgrad,lrp)")
+    sanity.add_argument("--methods", default=RUN_METHODS, help=f"saliency methods (default: {RUN_METHODS})")
     sanity.set_defaults(run=cmd_sanity)
 
     analyse = commands.add_parser(
         "analyse", help="everything for a run: evaluation set, ATOM, maps, agreement, sanity checks",
         description="Build the evaluation set when none is given (RUN_DIR/analysis/evalset.npz, from the final "
-                    "checkpoint), then run ATOM, maps and agreement (attention agents), and the sanity checks over "
-                    "all checkpoints in worker processes, reusing results already on disk.",
-        epilog="example: interp analyse runs/mott",
+                    "checkpoint), then compute the maps, ATOM, agreement (attention agents) and the sanity checks "
+                    "over all checkpoints in worker processes (or Ray tasks), reusing results already on disk.",
+        epilog="example: interp analyse runs/mott   |   on a Ray cluster: interp analyse runs/mott --backend ray "
+               "--ray-address HEAD_IP:6379",
     )
     analyse.add_argument("run_dir", help="run directory (from `interp train`)")
     analyse.add_argument("--evalset", help="evaluation set (default: build one from the final checkpoint)")
     analyse.add_argument("--frames", type=int, default=150, help="frames of a new evaluation set (default: 150)")
     analyse.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    analyse.add_argument("--backend", choices=("local", "ray"), default="local",
+                         help="checkpoint x stage jobs in local processes (default) or as Ray tasks")
+    analyse.add_argument("--ray-address", help="with --backend ray: a running Ray cluster (default: $RAY_ADDRESS, "
+                                               "else Ray started here)")
     analyse.set_defaults(run=cmd_analyse)
 
     report = commands.add_parser(

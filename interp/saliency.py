@@ -39,8 +39,9 @@ class Perturbation:
     blur_sigma: float = 3.0
     newest_only: bool = False
     """perturb only the newest of the stacked frames (default: every stacked frame at the location)"""
-    batch_size: int = 1024
-    """perturbed inputs per forward pass"""
+    batch_size: int = 64
+    """perturbed inputs per forward pass (more is slower on a CPU: activations above glibc's 32 MB mmap threshold
+    are mapped and page-faulted afresh by every operation, 2x the time of the TimeSformer's batch of 289)"""
     name: str = "perturbation"
 
     def centres(self, size: int) -> np.ndarray:
@@ -152,6 +153,8 @@ class CaptumMethod:
     """smoothgrad noise, as a fraction of the frame's 0-255 range"""
     window: int = 8
     """occlusion window (pixels, over all stacked frames), stride half of it"""
+    seed: int = 0
+    """smoothgrad's noise is drawn from this seed (plus the frame's index): the same maps every time"""
 
     def _explainer(self, forward, channels: int):
         from captum.attr import IntegratedGradients, NoiseTunnel, Occlusion, Saliency
@@ -180,7 +183,9 @@ class CaptumMethod:
                      "critic": (lambda x, f=function: f(x)[1][:, None], 0)}
             for target_name, (forward, target) in heads.items():
                 explainer, options = self._explainer(forward, frame.shape[1])
-                attribution = explainer.attribute(frame.clone().requires_grad_(True), target=target, **options)
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(self.seed + index)
+                    attribution = explainer.attribute(frame.clone().requires_grad_(True), target=target, **options)
                 maps[target_name].append(attribution.detach().abs().sum(dim=1)[0].cpu())
         return {k: torch.stack(v).float().numpy() for k, v in maps.items()}
 

@@ -61,7 +61,7 @@ def test_analyse_command_runs_every_stage_in_workers_and_reuses_results(tmp_path
     overlap = pd.read_csv(analysis / "overlap.csv", keep_default_na=False, na_values=[""])
     assert list(overlap.columns) == ["step", "head", "method", "target", "metric", "value", "chance"]
     assert sorted(overlap.step.unique()) == [0, 500]
-    assert set(overlap.method) == {"perturbation", "gradient", "lrp", "atom"}
+    assert set(overlap.method) == {"perturbation", "gradient", "smoothgrad", "lrp", "atom"}
     assert overlap[overlap.metric == "cc"].value.between(-1, 1).all()
     masses = overlap[overlap.metric == "attention_mass/ball"]
     assert len(masses) and (masses.chance > 0).all() and masses.value.between(0, 1).all()
@@ -70,6 +70,7 @@ def test_analyse_command_runs_every_stage_in_workers_and_reuses_results(tmp_path
     assert set(sanity.step) == {500} and sanity.layers_randomised.max() > 5
     assert (analysis / "sanity_flags.csv").exists() and (analysis / "evalset.npz").exists()
 
+    assert len(list((analysis / "cache").glob("maps-*"))) == 1  # ATOM and agreement share the maps
     cached = sorted((analysis / "cache").glob("*/step_*"))
     assert len(cached) == 7  # maps, overlap and ATOM for each checkpoint, sanity for the final one
     stamps = [path.stat().st_mtime_ns for path in cached]
@@ -83,3 +84,10 @@ def test_analyse_command_runs_every_stage_in_workers_and_reuses_results(tmp_path
     assert main(["overlap", str(baseline_run), "--evalset", str(analysis / "evalset.npz")]) == 2
     assert "no attention over the frame" in capsys.readouterr().err
     assert np.isfinite(overlap.value).all()
+
+
+def test_the_command_line_defaults_to_the_maps_the_stages_share():
+    from analyses.maps import MAP_METHODS
+    from interp.cli import RUN_METHODS
+
+    assert tuple(RUN_METHODS.split(",")) == MAP_METHODS

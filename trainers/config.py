@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+from interp.cluster import BACKENDS
 from interp.errors import UserError
 
 
@@ -54,6 +55,10 @@ class TrainConfig:
     """an actor that dies is restarted this many times in all before the run stops with an error"""
     preset: str = ""
     """the named preset these settings came from, if any"""
+    backend: str = "local"
+    """``local``: actor processes on this machine sharing memory with the learner; ``ray``: Ray actors"""
+    ray_address: str = ""
+    """the Ray cluster to use with ``backend="ray"`` (empty: start Ray on this machine)"""
 
     def __post_init__(self) -> None:
         if self.actors < 0 or self.envs_per_actor < 1 or self.unroll < 1 or self.steps < 0:
@@ -62,6 +67,8 @@ class TrainConfig:
             raise UserError(f"batch size {self.batch_size} must be a multiple of envs-per-actor {self.envs_per_actor}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise UserError(f"device must be cpu or cuda, got {self.device!r}")
+        if self.backend not in BACKENDS:
+            raise UserError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
 
     @property
     def slots_per_batch(self) -> int:

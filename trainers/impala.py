@@ -119,15 +119,17 @@ class Trainer:
         cpu_agent = self.agent if self.device.type == "cpu" else make_agent(
             config.arch, self.obs_shape, self.num_actions, **config.agent)
         fields = rollout_fields(cpu_agent, self.obs_shape, self.num_actions)
-        buffers = RolloutBuffers(fields, cpu_agent.initial_state(config.envs_per_actor), config.buffer_slots,
-                                 config.unroll, config.envs_per_actor)
-        weights = SharedWeights(self.agent)
-        weights.publish(self.agent)
+        if config.backend == "ray":
+            from trainers.ray_actors import RayWorkers
+
+            workers = RayWorkers(config, self.seeds)
+        else:
+            workers = _Workers(config, fields, cpu_agent.initial_state(config.envs_per_actor), self.agent, self.seeds)
+        workers.publish(self.agent)
         previous_handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
         self.metrics_file = open(self.run_dir / "metrics.csv", "a", newline="")  # noqa: SIM115
         self.metrics_writer = None
         self.tensorboard = _summary_writer(self.run_dir / "tensorboard")
-        workers = _Workers(config, buffers, weights, self.seeds)
         bar = tqdm(total=config.steps, initial=self.step, unit="step", dynamic_ncols=True,
                    disable=None if self.progress else True)  # None: only on a terminal
         last_checkpoint = None
@@ -142,7 +144,7 @@ class Trainer:
                 if batch is None:
                     break
                 losses = self._update(batch, initial_state)
-                weights.publish(self.agent)
+                workers.publish(self.agent)
                 self.step += config.unroll * config.batch_size
                 self.elapsed = time.monotonic() - started
                 self._log(batch, losses)
@@ -242,11 +244,14 @@ class Trainer:
 
 
 class _Workers:
-    """The actors: processes (``actors > 0``) watched for liveness, or one in-process synchronous actor."""
+    """The actors: processes (``actors > 0``) watched for liveness, or one in-process synchronous actor. They
+    share rollout slots and the published weights with the learner through shared memory."""
 
-    def __init__(self, config: TrainConfig, buffers: RolloutBuffers, weights: SharedWeights,
+    def __init__(self, config: TrainConfig, fields: dict, initial_state: tuple[torch.Tensor, ...], model,
                  seeds: np.random.Generator):
-        self.config, self.buffers, self.weights, self.seeds = config, buffers, weights, seeds
+        self.config, self.seeds = config, seeds
+        self.buffers = RolloutBuffers(fields, initial_state, config.buffer_slots, config.unroll, config.envs_per_actor)
+        self.weights = SharedWeights(model)
         self.context = mp.get_context("fork")  # buffers and weights are inherited, no file descriptors passed
         self.stop = self.context.Event()
         self.errors = self.context.Queue()
@@ -257,6 +262,9 @@ class _Workers:
 
     def _seed(self) -> int:
         return int(self.seeds.integers(2**31 - 1))
+
+    def publish(self, model) -> None:
+        self.weights.publish(model)
 
     def start(self) -> None:
         if self.config.actors == 0:

@@ -53,16 +53,20 @@ def rollout_fields(agent: nn.Module, obs_shape: tuple[int, ...], num_actions: in
 
 
 class RolloutBuffers:
-    """``slots`` rollouts of ``[T + 1, E, ...]`` per field, plus each slot's initial agent state, in shared memory."""
+    """``slots`` rollouts of ``[T + 1, E, ...]`` per field, plus each slot's initial agent state, in shared memory
+    (``shared=False``: in the process's own memory, for an actor that sends its rollouts another way)."""
 
     def __init__(self, fields: dict[str, Field], initial_state: tuple[torch.Tensor, ...], slots: int, unroll: int,
-                 envs: int):
+                 envs: int, shared: bool = True):
+        def zeros(*shape: int, dtype: torch.dtype) -> torch.Tensor:
+            tensor = torch.zeros(*shape, dtype=dtype)
+            return tensor.share_memory_() if shared else tensor
+
         self.fields = fields
-        self.data = {name: torch.zeros(slots, unroll + 1, envs, *f.shape, dtype=f.dtype).share_memory_()
-                     for name, f in fields.items()}
-        self.states = tuple(torch.zeros(slots, *s.shape, dtype=s.dtype).share_memory_() for s in initial_state)
-        self.status = torch.zeros(slots, dtype=torch.int32).share_memory_()
-        self.filled_at = torch.zeros(slots, dtype=torch.float64).share_memory_()
+        self.data = {name: zeros(slots, unroll + 1, envs, *f.shape, dtype=f.dtype) for name, f in fields.items()}
+        self.states = tuple(zeros(slots, *s.shape, dtype=s.dtype) for s in initial_state)
+        self.status = zeros(slots, dtype=torch.int32)
+        self.filled_at = zeros(slots, dtype=torch.float64)
 
     @property
     def slots(self) -> int:
@@ -87,22 +91,34 @@ class RolloutBuffers:
         return batch, states
 
 
+def flat_weights(model: nn.Module) -> torch.Tensor:
+    """The model's state as one float32 CPU vector (the form weights travel to actors in)."""
+    with torch.no_grad():
+        return torch.cat([t.detach().reshape(-1).float().cpu() for t in model.state_dict().values()])
+
+
+def load_flat_weights(model: nn.Module, flat: torch.Tensor) -> None:
+    """The inverse of :func:`flat_weights`."""
+    state = model.state_dict()
+    with torch.no_grad():
+        for tensor, chunk in zip(state.values(), torch.split(flat, [t.numel() for t in state.values()]), strict=True):
+            tensor.copy_(chunk.view_as(tensor).to(tensor.dtype))
+
+
 class SharedWeights:
     """The learner's weights for the actors: one flat shared buffer under a sequence lock (single writer)."""
 
     def __init__(self, model: nn.Module):
-        tensors = list(model.state_dict().values())
-        self.numels = [t.numel() for t in tensors]
-        self.flat = torch.zeros(sum(self.numels), dtype=torch.float32).share_memory_()
+        self.flat = torch.zeros(sum(t.numel() for t in model.state_dict().values()),
+                                dtype=torch.float32).share_memory_()
         self.version = torch.zeros(1, dtype=torch.int64).share_memory_()  # odd while a write is under way
 
     def publish(self, model: nn.Module) -> int:
         """Copy the model's weights in; returns the new (even) version."""
-        with torch.no_grad():
-            flat = torch.cat([t.detach().reshape(-1).float().cpu() for t in model.state_dict().values()])
-            self.version += 1
-            self.flat.copy_(flat)
-            self.version += 1
+        flat = flat_weights(model)
+        self.version += 1
+        self.flat.copy_(flat)
+        self.version += 1
         return int(self.version)
 
     def fetch(self, model: nn.Module, known_version: int) -> int:
@@ -117,8 +133,5 @@ class SharedWeights:
             snapshot = self.flat.clone()
             if int(self.version) == before:
                 break
-        state = model.state_dict()
-        with torch.no_grad():
-            for tensor, chunk in zip(state.values(), torch.split(snapshot, self.numels), strict=True):
-                tensor.copy_(chunk.view_as(tensor).to(tensor.dtype))
+        load_flat_weights(model, snapshot)
         return before
