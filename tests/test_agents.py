@@ -198,6 +198,20 @@ def test_joint_at_42x42_matches_the_thesis():
     assert abs(sum(p.numel() for p in agent.parameters()) / 0.22e6 - 1) <= 0.25
 
 
+@pytest.mark.parametrize(("options", "frame", "grid"), [
+    ({"patch_embedding": "convnet"}, 84, (9, 9)),
+    ({"patch_embedding": "resnet", "resnet_channels": [8, 16, 16]}, 42, (6, 6)),
+    ({"patch_embedding": "conv", "patch_size": 7}, 42, (6, 6)),
+])
+def test_timesformer_patch_embeddings_set_the_attention_grid(options, frame, grid):
+    agent = make_agent("timesformer_divided", obs_shape=(4, frame, frame), num_actions=6, mem_len=2, **options)
+    assert agent.grid == grid
+    outputs, _ = agent(random_inputs(agent, 2, 1), agent.initial_state(1))
+    assert outputs["policy_logits"].shape == (2, 1, 6)
+    if "resnet_channels" in options:
+        assert agent.patch_embed[0].out_channels == 16
+
+
 def test_mott_convnet_vision_and_bad_options():
     agent = make_agent("mott", vision="convnet")
     outputs, _ = agent(random_inputs(agent, 2, 1), agent.initial_state(1))

@@ -15,16 +15,20 @@ from torch import nn
 
 from interp.agents.base import Agent, AgentConfig, PolicyValueHeads, State
 from interp.agents.conservative import LayerNorm, proportional
-from interp.agents.layers import ImpalaResNet, output_grid
+from interp.agents.layers import ImpalaResNet, NatureCNN, output_grid
 from interp.agents.transformer import run_in_chunks, timesformer_core
 
-PATCH_EMBEDDINGS = ("resnet", "conv")
+PATCH_EMBEDDINGS = ("resnet", "convnet", "conv")
 
 
 @dataclass(frozen=True)
 class TimeSformerConfig(AgentConfig):
     patch_embedding: str = "resnet"
-    """``resnet`` (hybrid, thesis default) or ``conv`` (one convolution with kernel and stride ``patch_size``)"""
+    """``resnet`` (hybrid, thesis default: the IMPALA ResNet's grid), ``convnet`` (the grid of the first two Nature
+    CNN convolutions, Mott et al.'s ConvNet: 9x9 on 84x84 frames) or ``conv`` (one convolution with kernel and
+    stride ``patch_size``)"""
+    resnet_channels: tuple[int, ...] = (16, 32, 32)
+    """channels of the ResNet patch embedding's stages"""
     patch_size: int = 7
     embed_dim: int = 16
     heads: int = 4
@@ -47,9 +51,10 @@ class TimeSformerAgent(Agent):
 
     def __init__(self, obs_shape: tuple[int, int, int], num_actions: int, config: TimeSformerConfig):
         super().__init__(obs_shape, num_actions, config)
-        if config.patch_embedding == "resnet":
-            resnet = ImpalaResNet(obs_shape[0])
-            self.patch_embed = nn.Sequential(resnet, nn.Conv2d(resnet.out_channels, config.embed_dim, 1))
+        if config.patch_embedding in ("resnet", "convnet"):
+            vision = (ImpalaResNet(obs_shape[0], tuple(config.resnet_channels)) if config.patch_embedding == "resnet"
+                      else NatureCNN(obs_shape[0], 2))
+            self.patch_embed = nn.Sequential(vision, nn.Conv2d(vision.out_channels, config.embed_dim, 1))
         else:
             self.patch_embed = nn.Conv2d(obs_shape[0], config.embed_dim, config.patch_size, config.patch_size)
         self.grid = output_grid(self.patch_embed, obs_shape)
