@@ -69,6 +69,7 @@ class RolloutWorker:
         return self.buffers.take([0])
 
     def pid(self) -> int:
+        """The actor's process id (to watch or kill it)."""
         return os.getpid()
 
 
