@@ -71,7 +71,7 @@ def test_a_ray_actor_that_dies_is_replaced_and_restarts_are_bounded(tmp_path, lo
         for _ in range(4):
             workers.publish(agent)
             _batch_is_complete(*workers.next_batch(lambda: False), config)
-        assert workers.restarts == 1
+        assert workers.restarts.used == 1
         os.kill(ray.get(workers.actors[0].pid.remote()), signal.SIGKILL)
         with pytest.raises(TrainerError, match="restarts are used up"):
             for _ in range(8):

@@ -104,9 +104,13 @@ def _kill_an_actor_after(seconds: float) -> threading.Thread:
 
     def kill():
         time.sleep(seconds)
-        children = multiprocessing.active_children()
-        if children:
-            os.kill(children[0].pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60  # on a loaded machine the actors may not be running yet
+        while time.monotonic() < deadline:
+            actors = [c for c in multiprocessing.active_children() if c.name.startswith("actor-")]
+            if actors:
+                os.kill(actors[0].pid, signal.SIGKILL)
+                return
+            time.sleep(0.1)
 
     thread = threading.Thread(target=kill, daemon=True)
     thread.start()

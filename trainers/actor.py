@@ -10,11 +10,32 @@ import traceback
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from interp.agents import make_agent
 from interp.envs import make_vector_env
 from trainers.config import TrainConfig
 from trainers.rollouts import FREE, RolloutBuffers, SharedWeights
+
+
+class TrainerError(RuntimeError):
+    """Training cannot go on (e.g. actors keep dying); the message says why."""
+
+
+class RestartBudget:
+    """The actor restarts a run allows (``config.max_actor_restarts``), shared by both backends: each death
+    uses one, and a death with none left stops the run."""
+
+    def __init__(self, limit: int):
+        self.limit, self.used = limit, 0
+
+    def spend(self, actor: str, reason: str) -> None:
+        """Count the death of ``actor`` (e.g. ``"actor 1"``) from ``reason``, or raise :class:`TrainerError`."""
+        if self.used >= self.limit:
+            raise TrainerError(f"{actor} died ({reason}) and {self.used} restarts are used up; stopping. The last "
+                               "checkpoint is intact.")
+        self.used += 1
+        tqdm.write(f"{actor} died ({reason}); restarting it ({self.used}/{self.limit})")
 
 
 class Actor:

@@ -26,15 +26,11 @@ from interp.envs import make_env
 from interp.errors import UserError
 from interp.files import atomic_path
 from trainers import vtrace
-from trainers.actor import Actor, actor_slots, run_actor_process
+from trainers.actor import Actor, RestartBudget, TrainerError, actor_slots, run_actor_process
 from trainers.config import TrainConfig
 from trainers.rollouts import RolloutBuffers, SharedWeights, rollout_fields
 
 ACTOR_POLL_SECONDS = 0.5  # how often the learner checks that its actors are alive while it waits
-
-
-class TrainerError(RuntimeError):
-    """Training cannot go on (e.g. actors keep dying); the message says why."""
 
 
 def impala_loss(agent, batch: dict[str, torch.Tensor], initial_state, config: TrainConfig) -> dict[str, torch.Tensor]:
@@ -256,7 +252,7 @@ class _Workers:
         self.stop = self.context.Event()
         self.errors = self.context.Queue()
         self.processes: list = []
-        self.restarts = 0
+        self.restarts = RestartBudget(config.max_actor_restarts)
         self.last_check = time.monotonic()
         self.local: Actor | None = None
 
@@ -302,13 +298,9 @@ class _Workers:
             if process.is_alive():
                 continue
             process.join()
-            reason = self._error_of(index) or f"exit code {process.exitcode}"
-            if self.restarts >= self.config.max_actor_restarts:
-                raise TrainerError(f"actor {index} died ({reason}) and {self.restarts} restarts are used up; "
-                                   "stopping. The last checkpoint is intact.")
-            self.restarts += 1
-            tqdm.write(f"actor {index} died ({reason.strip().splitlines()[-1]}); restarting it "
-                       f"({self.restarts}/{self.config.max_actor_restarts})")
+            reason = self._error_of(index)
+            self.restarts.spend(f"actor {index}", reason.strip().splitlines()[-1] if reason
+                                else f"exit code {process.exitcode}")
             self.processes[index] = self._spawn(index)
 
     def _error_of(self, index: int) -> str | None:

@@ -10,7 +10,7 @@ rollouts and weights travel differs:
   reference with every rollout request, so each update costs one copy whatever the number of actors;
 - every actor has ``IN_FLIGHT`` requests queued, so it starts its next rollout while the learner trains;
 - an actor that dies (its process killed, its node lost, an exception in its environment) is replaced by a new one
-  up to ``config.max_actor_restarts`` times; then the run stops with :class:`~trainers.impala.TrainerError`.
+  up to ``config.max_actor_restarts`` times; then the run stops with :class:`~trainers.actor.TrainerError`.
   ``ray.wait`` returns at least every ``ACTOR_POLL_SECONDS``, so a dead actor is found within a second.
 """
 
@@ -20,12 +20,11 @@ import os
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from interp.agents import make_agent
 from interp.cluster import connect, disconnect, import_ray
 from interp.envs import make_env
-from trainers.actor import Actor
+from trainers.actor import Actor, RestartBudget
 from trainers.config import TrainConfig
 from trainers.rollouts import RolloutBuffers, flat_weights, load_flat_weights, rollout_fields
 
@@ -84,7 +83,7 @@ class RayWorkers:
         self.remote_class = self.ray.remote(num_cpus=1)(RolloutWorker)
         self.actors: list = []
         self.pending: dict = {}  # object ref -> actor index
-        self.restarts = 0
+        self.restarts = RestartBudget(config.max_actor_restarts)
         self.weights = None
         self.version = 0
         self.ready: list = []  # rollouts received, not yet batched
@@ -128,15 +127,8 @@ class RayWorkers:
         return batch, states
 
     def _replace(self, index: int, error: Exception) -> None:
-        from trainers.impala import TrainerError
-
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        if self.restarts >= self.config.max_actor_restarts:
-            raise TrainerError(f"Ray actor {index} died ({reason}) and {self.restarts} restarts are used up; "
-                               "stopping. The last checkpoint is intact.")
-        self.restarts += 1
-        tqdm.write(f"Ray actor {index} died ({reason}); replacing it ({self.restarts}/"
-                   f"{self.config.max_actor_restarts})")
+        self.restarts.spend(f"Ray actor {index}", str(error).strip().splitlines()[0] if str(error).strip()
+                            else type(error).__name__)
         self.ray.kill(self.actors[index], no_restart=True)
         for ref in [ref for ref, owner in self.pending.items() if owner == index]:
             del self.pending[ref]  # the dead actor's other requests fail too; they are not waited for
