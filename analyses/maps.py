@@ -7,19 +7,17 @@ Keys: ``<method>/actor`` and ``<method>/critic`` float32 ``[N, S, S]`` for each 
 
 from __future__ import annotations
 
-import os
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from analyses.runs import cache_dir, for_each_checkpoint, run_checkpoints
+from analyses.runs import cache_dir, for_each_checkpoint, run_checkpoints, save_result
 from interp.agents import Agent, load_checkpoint
 from interp.attention import attention_maps
 from interp.errors import UserError
 from interp.evalset import EvalSet, load_evalset, pre_step_state
-from interp.files import atomic_path
 from interp.saliency import METHODS, Steps
 
 MAP_METHODS = ("perturbation", "gradient", "smoothgrad", "lrp")
@@ -53,17 +51,13 @@ def compute_maps(agent: Agent, evalset: EvalSet, methods: list[str], progress: b
     return maps
 
 
-def save_maps(path: str | os.PathLike, maps: dict[str, np.ndarray]) -> Path:
-    with atomic_path(path, suffix=".npz") as tmp:
-        np.savez_compressed(tmp, **maps)
-    return Path(path)
-
-
 def maps_for_checkpoint(checkpoint: str | Path, evalset: EvalSet, out_dir: str | Path, methods: list[str],
                         progress: bool = True) -> Path:
     loaded = load_checkpoint(checkpoint)
     check_compatible(loaded.agent, loaded.meta, evalset.env, evalset.obs.shape[1:], Path(checkpoint))
-    return save_maps(Path(out_dir) / "maps.npz", compute_maps(loaded.agent, evalset, methods, progress))
+    path = Path(out_dir) / "maps.npz"
+    save_result(path, compute_maps(loaded.agent, evalset, methods, progress))
+    return path
 
 
 def maps_job(checkpoint: Path, evalset_path: Path, methods: tuple[str, ...]) -> dict[str, np.ndarray]:
