@@ -39,9 +39,16 @@ class ImpalaResNet(nn.Module):
             in_channels = out_channels
         self.stages = nn.Sequential(*stages)
         self.out_channels = in_channels
+        self.set_memory_format(torch.channels_last)
+
+    def set_memory_format(self, memory_format: torch.memory_format) -> None:
+        """Layout of the weights and activations inside the network. Channels-last by default: on CPU, oneDNN's
+        channels-first convolutions and max-pooling are slower on these shapes (``benchmarks/memory_format.py``)."""
+        self.memory_format = memory_format
+        self.to(memory_format=memory_format)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.stages(x))
+        return F.relu(self.stages(x.contiguous(memory_format=self.memory_format))).contiguous()
 
 
 class NatureCNN(nn.Module):
