@@ -1,4 +1,4 @@
-"""One command for a whole run: evaluation set, maps, ATOM, agreement, sanity checks.
+"""One command for a whole run: evaluation set, maps, ATOM, agreement, sanity checks, how well it plays.
 
 Stages run over all checkpoints in worker processes and reuse every result already on disk (see
 :mod:`analyses.runs`), so an interrupted or extended run continues where it stopped.
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from analyses.atom import atom_for_run
 from analyses.evalset import build_evalset
+from analyses.evaluate import evaluate_run
 from analyses.maps import maps_for_run
 from analyses.overlap import has_attention_images, overlap_for_run
 from analyses.runs import run_checkpoints
@@ -37,21 +38,22 @@ def run_environment(run_dir: Path) -> tuple[str, dict]:
 
 def analyse_run(run_dir: str | Path, evalset_path: str | Path | None = None, *, frames: int = 150,
                 workers: int | None = None, backend: str = "local", ray_address: str = "", progress: bool = True,
-                log=print) -> dict[str, float]:
-    """Every analysis of the run; returns the seconds each stage took. ``backend="ray"``: the checkpoint x stage
+                episodes: int = 20, log=print) -> dict[str, float]:
+    """Every analysis of the run; returns the seconds each stage took. The final checkpoint plays ``episodes``
+    whole episodes per policy (:func:`analyses.evaluate.evaluate_run`). ``backend="ray"``: the checkpoint x stage
     jobs run as Ray tasks on the cluster at ``ray_address`` (default: ``$RAY_ADDRESS``, else one started here)."""
     run_dir = Path(run_dir)
     checkpoints = run_checkpoints(run_dir)
     workers = workers or min(len(checkpoints), os.cpu_count() or 1)
     started_ray = connect(ray_address) if backend == "ray" else False
     try:
-        return _stages(run_dir, checkpoints, evalset_path, frames, workers, backend, progress, log)
+        return _stages(run_dir, checkpoints, evalset_path, frames, workers, backend, progress, episodes, log)
     finally:
         disconnect(started_ray)
 
 
 def _stages(run_dir: Path, checkpoints: list[Path], evalset_path: str | Path | None, frames: int, workers: int,
-            backend: str, progress: bool, log) -> dict[str, float]:
+            backend: str, progress: bool, episodes: int, log) -> dict[str, float]:
     parallel = {"workers": workers, "backend": backend, "progress": progress}
     seconds: dict[str, float] = {}
     start = time.perf_counter()
@@ -88,4 +90,10 @@ def _stages(run_dir: Path, checkpoints: list[Path], evalset_path: str | Path | N
     sanity_for_run(run_dir, evalset_path)
     seconds["sanity"] = time.perf_counter() - start
     log(f"sanity checks: {run_dir / 'analysis' / 'sanity.csv'}, sanity_flags.csv, sanity.png")
+
+    start = time.perf_counter()
+    env_id, env_options = run_environment(run_dir)
+    evaluate_run(run_dir, env_id, episodes=episodes, **env_options)
+    seconds["evaluation"] = time.perf_counter() - start
+    log(f"returns of the final checkpoint: {run_dir / 'analysis' / 'evaluation.csv'}")
     return seconds

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from analyses.evaluate import POLICIES
 from analyses.runs import run_checkpoints
 from interp.agents import load_checkpoint
 from interp.attention import attention_maps, head_images
@@ -110,28 +111,42 @@ def _configuration(runs: list[RunSummary]) -> str:
     return f"<table><tr>{header}</tr>{rows}</table>"
 
 
-def _training(runs: list[RunSummary], reference_return: float | None) -> str:
+def _training(runs: list[RunSummary]) -> str:
     curves = {r.name: r.table("metrics.csv") for r in runs}
     curves = {k: v.dropna(subset=["mean_return"]) for k, v in curves.items() if v is not None}
     if not curves:
         return _missing("training metrics", "interp train ...")
+    evaluations = {r.name: r.table("evaluation.csv") for r in runs}
+    evaluations = {k: v.set_index("policy") for k, v in evaluations.items() if v is not None}
+    random_returns = [table.loc["random", "mean_return"] for table in evaluations.values()]
 
     def draw(axis):
         for name, table in curves.items():
             smooth = table["mean_return"].rolling(20, min_periods=1).mean()
             axis.plot(table["step"], smooth, label=name)
-        if reference_return is not None:
-            axis.axhline(reference_return, color="grey", linestyle=":", label="random policy")
+        if random_returns:
+            axis.axhline(random_returns[0], color="grey", linestyle=":", label="random policy")
         axis.set_xlabel("environment step")
         axis.set_ylabel("mean episode return (rolling)")
         axis.legend(fontsize=8)
 
+    def evaluated(name: str, policy: str) -> str:
+        if name not in evaluations:
+            return "<td>-</td>"
+        row = evaluations[name].loc[policy]
+        return f"<td>{row.mean_return:.2f} &plusmn; {row.std_return:.2f} ({row.episodes})</td>"
+
     rows = "".join(f"<tr><th>{html.escape(name)}</th><td>{table['mean_return'].iloc[:20].mean():.2f}</td>"
-                   f"<td>{table['mean_return'].iloc[-20:].mean():.2f}</td></tr>" for name, table in curves.items())
-    reference = ("" if reference_return is None
-                 else f"<tr><th>random policy</th><td colspan=2>{reference_return:.2f}</td></tr>")
-    return (_figure(draw) + "<table><tr><th>run</th><th>mean return, first 20 logs</th>"
-            f"<th>mean return, last 20 logs</th></tr>{rows}{reference}</table>")
+                   f"<td>{table['mean_return'].iloc[-20:].mean():.2f}</td>"
+                   + "".join(evaluated(name, policy) for policy in POLICIES) + "</tr>"
+                   for name, table in curves.items())
+    note = ("" if evaluations else _missing("evaluation of the final checkpoints", f"interp analyse {runs[0].dir}"))
+    return (_figure(draw) + "<table><tr><th>run</th><th>training return, first 20 logs</th>"
+            "<th>training return, last 20 logs</th><th>final checkpoint, greedy</th><th>sampled</th>"
+            "<th>random policy</th></tr>" + rows + "</table><p>Training returns are means of the last 100 episodes "
+            "of the sampling actors. The final checkpoint's returns are mean &plusmn; standard deviation (episodes) "
+            "of whole episodes choosing the most likely action (greedy), sampling from the policy, or choosing "
+            "uniformly at random.</p>" + note)
 
 
 def _atom(run: RunSummary) -> str:
@@ -214,7 +229,7 @@ def _video(run: RunSummary, frames: int) -> str:
 def _data(runs: list[RunSummary]) -> str:
     items = []
     for run in runs:
-        for name in ("metrics.csv", "atom.csv", "overlap.csv", "sanity.csv"):
+        for name in ("metrics.csv", "evaluation.csv", "atom.csv", "overlap.csv", "sanity.csv"):
             table = run.table(name)
             if table is not None:
                 items.append(f"<li>{html.escape(run.name)}: {_download(f'{run.name}_{name}', table)}</li>")
@@ -222,15 +237,14 @@ def _data(runs: list[RunSummary]) -> str:
 
 
 def write_report(run_dirs: list[str | Path], out: str | Path, *, evalset: str | Path | None = None,
-                 video_frames: int = 60, reference_return: float | None = None) -> Path:
+                 video_frames: int = 60) -> Path:
     """Write the page for ``run_dirs`` (one run, or several to compare) to ``out``. A missing overlay video is
-    rendered first (``video_frames`` steps; 0: none); ``reference_return`` (e.g. the random policy's) is drawn
-    beside the training curves."""
+    rendered first (``video_frames`` steps; 0: none)."""
     runs = [RunSummary(Path(d)) for d in run_dirs]
     evalset_path = Path(evalset) if evalset else None
     title = "Run " + runs[0].name if len(runs) == 1 else "Comparison of " + ", ".join(r.name for r in runs)
     sections = [("configuration", "Configuration", _configuration(runs)),
-                ("training", "Training", _training(runs, reference_return))]
+                ("training", "Training", _training(runs))]
     for key, heading, render in (
             ("atom", "ATOM across training", _atom), ("agreement", "Attention against saliency", _agreement),
             ("sanity", "Sanity checks", _sanity),

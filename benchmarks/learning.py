@@ -36,9 +36,9 @@ def learn(arch: str, max_steps: int, out: Path, target: float, seed: int) -> dic
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     trainer.run()
-    best = max((sum(trainer.returns) / len(trainer.returns),) if trainer.returns else (float("nan"),))
+    final = sum(trainer.returns) / len(trainer.returns) if trainer.returns else float("nan")
     return {"arch": arch, "reached": bool(reached), "steps": reached.get("step", trainer.step),
-            "wall_time": reached.get("wall_time", trainer.elapsed), "final_mean_return": best}
+            "wall_time": reached.get("wall_time", trainer.elapsed), "final_mean_return": final}
 
 
 def main() -> None:

@@ -151,7 +151,7 @@ def cmd_analyse(args: argparse.Namespace) -> None:
     from analyses.analyse import analyse_run
 
     seconds = analyse_run(args.run_dir, args.evalset, frames=args.frames, workers=args.workers, backend=args.backend,
-                          ray_address=args.ray_address or "")
+                          ray_address=args.ray_address or "", episodes=args.episodes)
     print("seconds per stage: " + ", ".join(f"{stage} {value:.0f}" for stage, value in seconds.items()))
 
 
@@ -360,10 +360,12 @@ def build_parser() -> argparse.ArgumentParser:
     sanity.set_defaults(run=cmd_sanity)
 
     analyse = commands.add_parser(
-        "analyse", help="everything for a run: evaluation set, ATOM, maps, agreement, sanity checks",
+        "analyse", help="everything for a run: evaluation set, ATOM, maps, agreement, sanity checks, returns",
         description="Build the evaluation set when none is given (RUN_DIR/analysis/evalset.npz, from the final "
                     "checkpoint), then compute the maps, ATOM, agreement (attention agents) and the sanity checks "
-                    "over all checkpoints in worker processes (or Ray tasks), reusing results already on disk.",
+                    "over all checkpoints in worker processes (or Ray tasks), reusing results already on disk; last, "
+                    "the final checkpoint's returns playing greedily, sampling and at random "
+                    "(RUN_DIR/analysis/evaluation.csv).",
         epilog="example: interp analyse runs/mott   |   on a Ray cluster: interp analyse runs/mott --backend ray "
                "--ray-address HEAD_IP:6379",
     )
@@ -371,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     analyse.add_argument("--evalset", help="evaluation set (default: build one from the final checkpoint)")
     analyse.add_argument("--frames", type=int, default=150, help="frames of a new evaluation set (default: 150)")
     analyse.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    analyse.add_argument("--episodes", type=int, default=20,
+                         help="whole episodes the final checkpoint plays per policy (default: 20)")
     analyse.add_argument("--backend", choices=("local", "ray"), default="local",
                          help="checkpoint x stage jobs in local processes (default) or as Ray tasks")
     analyse.add_argument("--ray-address", help="with --backend ray: a running Ray cluster (default: $RAY_ADDRESS, "

@@ -12,10 +12,14 @@ def test_quickstart_trains_analyses_renders_and_reports(tmp_path):
     assert report == tmp_path / "quick" / "report.html" and report.stat().st_size > 100_000
     page = report.read_text()
     assert "Comparison of baseline, timesformer_divided" in page and "random policy" in page
+    assert "final checkpoint, greedy" in page
     for spec in tiny:
         run = tmp_path / "quick" / spec.arch
         assert int(sorted((run / "checkpoints").glob("step_*.pt"))[-1].stem[5:]) >= 320
         assert (run / "analysis" / "video.mp4").stat().st_size > 1000
+        evaluation = pd.read_csv(run / "analysis" / "evaluation.csv")
+        assert evaluation.policy.tolist() == ["greedy", "sampled", "random"] and set(evaluation.episodes) == {10}
+        assert any(line.startswith(f"{spec.arch}: final checkpoint's mean return greedy") for line in lines)
         atom = pd.read_csv(run / "analysis" / "atom.csv")
         assert atom.step.nunique() == len(list((run / "checkpoints").glob("step_*.pt")))
     assert (tmp_path / "quick" / "timesformer_divided" / "analysis" / "overlap.csv").exists()

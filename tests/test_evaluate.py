@@ -1,0 +1,59 @@
+"""Returns of whole episodes: batched play equals playing each game alone, runs are reproducible, and the run's
+evaluation table is written once per final checkpoint."""
+
+import numpy as np
+import pytest
+
+from analyses.evaluate import POLICIES, evaluate_run, play
+from interp.agents import make_agent, save_checkpoint
+from interp.agents.policy import AgentPolicy
+from interp.envs import make_env
+from interp.errors import UserError
+
+
+def play_alone(agent, seed: int, frame_size: int) -> float:
+    env = make_env("MiniPong-v0", seed=seed, frame_size=frame_size)
+    obs, _ = env.reset(seed=seed)
+    policy = AgentPolicy(agent)  # greedy, with the agent's state, previous action and reward
+    total, done = 0.0, False
+    while not done:
+        obs, reward, terminated, truncated, _ = env.step(policy(obs))
+        policy.observe(reward)
+        total, done = total + reward, terminated or truncated
+    return total
+
+
+@pytest.mark.parametrize(("arch", "frame_size", "options"), [
+    ("baseline", 84, {}),
+    ("timesformer_divided", 42, {"mem_len": 4, "embed_dim": 16}),  # memory of earlier steps
+])
+def test_batched_greedy_play_equals_each_game_played_alone(arch, frame_size, options):
+    agent = make_agent(arch, (4, frame_size, frame_size), 3, **options).eval()
+    returns = play(agent, "MiniPong-v0", episodes=3, policy="greedy", seed=7, frame_size=frame_size)
+    assert returns.tolist() == [play_alone(agent, 7 + i, frame_size) for i in range(3)]
+
+
+def test_sampled_and_random_play_are_reproducible_and_differ_with_the_seed():
+    agent = make_agent("baseline", (4, 84, 84), 3)
+    for policy, player in (("sampled", agent), ("random", None)):
+        first = play(player, "MiniPong-v0", episodes=4, policy=policy, seed=1)
+        assert np.array_equal(first, play(player, "MiniPong-v0", episodes=4, policy=policy, seed=1))
+        assert ((-5 <= first) & (first <= 5)).all()
+    seeds = [play(None, "MiniPong-v0", episodes=4, policy="random", seed=s) for s in range(3)]
+    assert len({tuple(r) for r in seeds}) > 1
+    with pytest.raises(ValueError, match="needs an agent"):
+        play(None, "MiniPong-v0", policy="greedy")
+    with pytest.raises(UserError, match="at least 1"):
+        play(agent, "MiniPong-v0", episodes=0)
+
+
+def test_evaluate_run_writes_one_row_per_policy_and_reuses_it(tmp_path):
+    agent = make_agent("baseline", (4, 84, 84), 3)
+    save_checkpoint(tmp_path / "checkpoints" / "step_000000000010.pt", agent, step=10)
+    table = evaluate_run(tmp_path, "MiniPong-v0", episodes=3)
+    assert table.policy.tolist() == list(POLICIES) and set(table.step) == {10} and set(table.episodes) == {3}
+    written = tmp_path / "analysis" / "evaluation.csv"
+    mtime = written.stat().st_mtime_ns
+    assert evaluate_run(tmp_path, "MiniPong-v0", episodes=3).equals(table) and written.stat().st_mtime_ns == mtime
+    save_checkpoint(tmp_path / "checkpoints" / "step_000000000020.pt", agent, step=20)
+    assert set(evaluate_run(tmp_path, "MiniPong-v0", episodes=3).step) == {20}
