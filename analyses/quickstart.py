@@ -36,10 +36,10 @@ class QuickstartAgent:
 
 # the TimeSformer learns at twice the trainer's default learning rate (in three runs its learning started by 175k
 # steps at 1.2e-3; at 6e-4, within 150k steps in two runs of three); the baseline keeps 6e-4 (at 1.2e-3 one run of
-# two had not learned by 136k) and needs its 200k steps (one run stopped at 160k was still at -4.08); README,
+# two had not learned by 136k) and 180k steps (one run stopped at 160k was still at -4.08); README,
 # "Quick start figures"
 AGENTS = (
-    QuickstartAgent("baseline", steps=200_000),
+    QuickstartAgent("baseline", steps=180_000),
     QuickstartAgent("timesformer_divided", steps=200_000, lr=1.2e-3, frame_size=42,
                     agent={"patch_embedding": "resnet", "resnet_channels": [8, 16, 16], "mem_len": 4,
                            "embed_dim": 32}),
