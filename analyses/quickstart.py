@@ -35,7 +35,7 @@ class QuickstartAgent:
 
 
 # the TimeSformer learns at twice the trainer's default learning rate (at 1.2e-3 it learned within 200k steps in
-# five runs of six; at 6e-4, within 150k steps in two runs of three); the baseline keeps 6e-4 (at 1.2e-3 one run of
+# five runs of seven; at 6e-4, within 150k steps in two runs of three); the baseline keeps 6e-4 (at 1.2e-3 one run of
 # two had not learned by 136k) and 180k steps (one run stopped at 160k was still at -4.08); README,
 # "Quick start figures"
 AGENTS = (
