@@ -78,7 +78,7 @@ def evaluate_checkpoint(checkpoint: str | Path, env_id: str, *, episodes: int = 
 def evaluate_run(run_dir: str | Path, env_id: str, *, episodes: int = 20, seed: int = 0,
                  **env_options) -> pd.DataFrame:
     """:func:`evaluate_checkpoint` for the run's final checkpoint, kept in ``RUN_DIR/analysis/evaluation.csv``
-    (computed again only when a newer checkpoint or other settings ask for it)."""
+    (computed again only for a newer final checkpoint or another number of episodes)."""
     final = run_checkpoints(Path(run_dir))[-1]
     path = Path(run_dir) / "analysis" / "evaluation.csv"
     if path.exists():
