@@ -134,7 +134,7 @@ def _training(runs: list[RunSummary]) -> str:
         if name not in evaluations:
             return "<td>-</td>"
         row = evaluations[name].loc[policy]
-        return f"<td>{row.mean_return:.2f} &plusmn; {row.std_return:.2f} ({row.episodes})</td>"
+        return f"<td>{row.mean_return:.2f} &plusmn; {row.std_return:.2f} ({int(row.episodes)})</td>"
 
     rows = "".join(f"<tr><th>{html.escape(name)}</th><td>{table['mean_return'].iloc[:20].mean():.2f}</td>"
                    f"<td>{table['mean_return'].iloc[-20:].mean():.2f}</td>"
