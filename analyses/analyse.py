@@ -38,22 +38,25 @@ def run_environment(run_dir: Path) -> tuple[str, dict]:
 
 def analyse_run(run_dir: str | Path, evalset_path: str | Path | None = None, *, frames: int = 150,
                 workers: int | None = None, backend: str = "local", ray_address: str = "", progress: bool = True,
-                episodes: int = 20, log=print) -> dict[str, float]:
+                episodes: int = 20, seed: int = 0, log=print) -> dict[str, float]:
     """Every analysis of the run; returns the seconds each stage took. The final checkpoint plays ``episodes``
-    whole episodes per policy (:func:`analyses.evaluate.evaluate_run`). ``backend="ray"``: the checkpoint x stage
+    whole episodes per policy (:func:`analyses.evaluate.evaluate_run`); ``seed`` seeds those episodes and a new
+    evaluation set. ``backend="ray"``: the checkpoint x stage
     jobs run as Ray tasks on the cluster at ``ray_address`` (default: ``$RAY_ADDRESS``, else one started here)."""
+    if episodes < 1:  # checked before hours of analysis, not after
+        raise UserError(f"episodes must be at least 1, not {episodes}")
     run_dir = Path(run_dir)
     checkpoints = run_checkpoints(run_dir)
     workers = workers or min(len(checkpoints), os.cpu_count() or 1)
     started_ray = connect(ray_address) if backend == "ray" else False
     try:
-        return _stages(run_dir, checkpoints, evalset_path, frames, workers, backend, progress, episodes, log)
+        return _stages(run_dir, checkpoints, evalset_path, frames, workers, backend, progress, episodes, seed, log)
     finally:
         disconnect(started_ray)
 
 
 def _stages(run_dir: Path, checkpoints: list[Path], evalset_path: str | Path | None, frames: int, workers: int,
-            backend: str, progress: bool, episodes: int, log) -> dict[str, float]:
+            backend: str, progress: bool, episodes: int, seed: int, log) -> dict[str, float]:
     parallel = {"workers": workers, "backend": backend, "progress": progress}
     seconds: dict[str, float] = {}
     start = time.perf_counter()
@@ -62,8 +65,8 @@ def _stages(run_dir: Path, checkpoints: list[Path], evalset_path: str | Path | N
         if not evalset_path.exists():
             env_id, env_options = run_environment(run_dir)
             agent = load_checkpoint(checkpoints[-1]).agent
-            evalset = build_evalset(agent, env_id, frames=frames, reference=str(checkpoints[-1]), progress=progress,
-                                    **env_options)
+            evalset = build_evalset(agent, env_id, frames=frames, seed=seed, reference=str(checkpoints[-1]),
+                                    progress=progress, **env_options)
             evalset.save(evalset_path)
     seconds["evalset"] = time.perf_counter() - start
     log(f"evaluation set: {evalset_path}")
@@ -93,7 +96,7 @@ def _stages(run_dir: Path, checkpoints: list[Path], evalset_path: str | Path | N
 
     start = time.perf_counter()
     env_id, env_options = run_environment(run_dir)
-    evaluate_run(run_dir, env_id, episodes=episodes, **env_options)
+    evaluate_run(run_dir, env_id, episodes=episodes, seed=seed, **env_options)
     seconds["evaluation"] = time.perf_counter() - start
     log(f"returns of the final checkpoint: {run_dir / 'analysis' / 'evaluation.csv'}")
     return seconds

@@ -65,12 +65,12 @@ def play(agent: Agent | None, env_id: str, *, episodes: int = 20, policy: str = 
 
 def evaluate_checkpoint(checkpoint: str | Path, env_id: str, *, episodes: int = 20, seed: int = 0,
                         **env_options) -> pd.DataFrame:
-    """One row per policy of :data:`POLICIES`: ``step, policy, episodes, mean_return, std_return``."""
+    """One row per policy of :data:`POLICIES`: ``step, policy, episodes, seed, mean_return, std_return``."""
     agent = load_checkpoint(checkpoint).agent.eval()
     rows = []
     for policy in POLICIES:
         returns = play(agent, env_id, episodes=episodes, policy=policy, seed=seed, **env_options)
-        rows.append({"step": checkpoint_step(Path(checkpoint)), "policy": policy, "episodes": episodes,
+        rows.append({"step": checkpoint_step(Path(checkpoint)), "policy": policy, "episodes": episodes, "seed": seed,
                      "mean_return": float(returns.mean()), "std_return": float(returns.std())})
     return pd.DataFrame(rows)
 
@@ -78,12 +78,13 @@ def evaluate_checkpoint(checkpoint: str | Path, env_id: str, *, episodes: int = 
 def evaluate_run(run_dir: str | Path, env_id: str, *, episodes: int = 20, seed: int = 0,
                  **env_options) -> pd.DataFrame:
     """:func:`evaluate_checkpoint` for the run's final checkpoint, kept in ``RUN_DIR/analysis/evaluation.csv``
-    (computed again only for a newer final checkpoint or another number of episodes)."""
+    (computed again only for a newer final checkpoint, another number of episodes or another seed)."""
     final = run_checkpoints(Path(run_dir))[-1]
     path = Path(run_dir) / "analysis" / "evaluation.csv"
     if path.exists():
         table = load_result(path)
-        if set(table.step) == {checkpoint_step(final)} and set(table.episodes) == {episodes}:
+        kept = {column: set(table[column]) for column in ("step", "episodes", "seed") if column in table}
+        if kept == {"step": {checkpoint_step(final)}, "episodes": {episodes}, "seed": {seed}}:
             return table
     table = evaluate_checkpoint(final, env_id, episodes=episodes, seed=seed, **env_options)
     path.parent.mkdir(parents=True, exist_ok=True)

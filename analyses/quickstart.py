@@ -23,6 +23,11 @@ from trainers.config import TrainConfig
 from trainers.impala import train
 
 ENV = "MiniPong-v0"
+# one actor process of 16 environments beside the learner: on two cores, two actors and a learner on two threads
+# oversubscribe the cores (benchmarks/train_layout.py; README, "Training on few cores")
+LAYOUT = {"actors": 1, "envs_per_actor": 16}
+# 0, 10k, 20k, 50k, then every 100k: the steps below 10k (little changes there) would double the analyses' time
+CHECKPOINTS = {"checkpoint_every": 100_000, "first_checkpoint": 10_000}
 
 
 @dataclass(frozen=True)
@@ -32,15 +37,16 @@ class QuickstartAgent:
     agent: dict = field(default_factory=dict)
     lr: float = 6e-4
     frame_size: int = 84
+    learner_threads: int = 0
 
 
-# the TimeSformer learns at twice the trainer's default learning rate (at 1.2e-3 it learned within 200k steps in
-# five runs of seven; at 6e-4, within 150k steps in two runs of three); the baseline keeps 6e-4 (at 1.2e-3 one run of
-# two had not learned by 136k) and 180k steps (one run stopped at 160k was still at -4.08); README,
-# "Quick start figures"
+# the TimeSformer learns at twice the trainer's default learning rate and needs ~320k steps: its learning began
+# anywhere between 70k and 280k steps in the runs measured (README, "Quick start figures"); one learner thread
+# leaves the other core to its actor. The baseline keeps 6e-4 (at 1.2e-3 one run of two had not learned by 136k)
+# and needs ~200k steps (one run was still at -4.14 at 180k); its heavier learner gains from both cores.
 AGENTS = (
-    QuickstartAgent("baseline", steps=180_000),
-    QuickstartAgent("timesformer_divided", steps=200_000, lr=1.2e-3, frame_size=42,
+    QuickstartAgent("baseline", steps=200_000),
+    QuickstartAgent("timesformer_divided", steps=320_000, lr=1.2e-3, frame_size=42, learner_threads=1,
                     agent={"patch_embedding": "resnet", "resnet_channels": [8, 16, 16], "mem_len": 4,
                            "embed_dim": 32}),
 )
@@ -61,7 +67,8 @@ def quickstart(out: str | Path = "runs/quickstart", *, agents: tuple[QuickstartA
     for spec in agents:
         run = out / spec.arch
         config = TrainConfig(arch=spec.arch, env=ENV, steps=spec.steps, out=str(run), frame_size=spec.frame_size,
-                             lr=spec.lr, seed=seed, agent=spec.agent, checkpoint_every=100_000)
+                             lr=spec.lr, seed=seed, agent=spec.agent, learner_threads=spec.learner_threads, **LAYOUT,
+                             **CHECKPOINTS)
         if _last_step(run) < spec.steps:
             log(f"training {spec.arch} on {ENV} for {spec.steps:,} steps")
             train(config, resume=(run / "config.json").exists())

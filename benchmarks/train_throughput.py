@@ -34,6 +34,12 @@ DESIGNS = {"batched": {"actors": 2, "envs_per_actor": 8},
 def measure(arch: str, env: str, design: str, seconds: float, out: Path) -> float:
     config = TrainConfig(arch=arch, env=env, steps=10**9, out=str(out), batch_size=16, unroll=20,
                          checkpoint_every=10**9, **DESIGNS[design])
+    return measure_config(config, seconds)
+
+
+def measure_config(config: TrainConfig, seconds: float) -> float:
+    """Steps per second of training ``config`` for ``seconds`` of wall time, after the warm-up."""
+    out = Path(config.out)
     trainer = Trainer(config, progress=False)
     timer = threading.Timer(seconds, lambda: setattr(trainer, "stop_requested", True))
     timer.start()

@@ -59,7 +59,15 @@ def cmd_demo(args: argparse.Namespace) -> None:
               f"({finished}); objects {sorted(info['object_masks'])}; video {video}")
 
 
+def _short_openmp_spin() -> None:
+    """Call before torch loads (the commands import it lazily): libgomp's threads waiting for work spin 20,000 times
+    instead of 300,000 before they sleep, and the learner's threads leave the cores to the actor processes sooner
+    (benchmarks/train_layout.py). Not sleeping at once (OMP_WAIT_POLICY=PASSIVE) keeps small forward passes fast."""
+    os.environ.setdefault("GOMP_SPINCOUNT", "20000")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
+    _short_openmp_spin()
     from dataclasses import replace
 
     from trainers.config import TrainConfig, apply_preset
@@ -67,9 +75,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     given = {key: value for key, value in vars(args).items()
              if key in TrainConfig.__dataclass_fields__ and value is not None}
-    if args.resume:  # the saved config, with a new step budget, device, actor count or backend if given
-        config = resume_config(args.out, **{k: v for k, v in given.items()
-                                            if k in ("steps", "device", "actors", "backend", "ray_address")})
+    if args.resume:  # the saved config, with a new step budget or new settings for the machine if given
+        machine = ("steps", "device", "actors", "envs_per_actor", "learner_threads", "backend", "ray_address")
+        config = resume_config(args.out, **{k: v for k, v in given.items() if k in machine})
     else:
         if not args.arch:
             raise UserError("--arch is required (see `interp train --help`)")
@@ -151,7 +159,7 @@ def cmd_analyse(args: argparse.Namespace) -> None:
     from analyses.analyse import analyse_run
 
     seconds = analyse_run(args.run_dir, args.evalset, frames=args.frames, workers=args.workers, backend=args.backend,
-                          ray_address=args.ray_address or "", episodes=args.episodes)
+                          ray_address=args.ray_address or "", episodes=args.episodes, seed=args.seed)
     print("seconds per stage: " + ", ".join(f"{stage} {value:.0f}" for stage, value in seconds.items()))
 
 
@@ -169,6 +177,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_quickstart(args: argparse.Namespace) -> None:
+    _short_openmp_spin()
     from analyses.quickstart import quickstart
 
     report = quickstart(args.out, seed=args.seed)
@@ -248,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run directory")
     train.add_argument("--actors", type=int, help="actor processes (default: 2; 0 = in-process, reproducible)")
     train.add_argument("--envs-per-actor", type=int, help="environments per actor (default: 8)")
+    train.add_argument("--learner-threads", type=int,
+                       help="torch threads of the learner (default: one per core; on 2 cores with 1 actor, 1 can be "
+                            "fastest)")
     train.add_argument("--batch-size", type=int, help="rollouts per update, in environments (default: 16)")
     train.add_argument("--unroll", type=int, help="rollout length T (default: 20)")
     train.add_argument("--lr", type=float, help="RMSprop learning rate (default: 6e-4)")
@@ -255,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, help="random seed (default: 0)")
     train.add_argument("--device", help="cpu or cuda, for the learner (default: cpu)")
     train.add_argument("--checkpoint-every", type=int, help="steps between regular checkpoints (default: 100000)")
+    train.add_argument("--first-checkpoint", type=int,
+                       help="first of the log-spaced early checkpoints after step 0 (default: 100)")
     train.add_argument("--frame-size", type=int, help="observation side, 84 or 42 (default: 84)")
     train.add_argument("--preset", help="named hyperparameters: thesis (Appendix A) or monobeast")
     train.add_argument("--agent-option", action="append", metavar="KEY=VALUE",
@@ -375,6 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     analyse.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     analyse.add_argument("--episodes", type=int, default=20,
                          help="whole episodes the final checkpoint plays per policy (default: 20)")
+    analyse.add_argument("--seed", type=int, default=0,
+                         help="seed of those episodes and of a new evaluation set (default: 0)")
     analyse.add_argument("--backend", choices=("local", "ray"), default="local",
                          help="checkpoint x stage jobs in local processes (default) or as Ray tasks")
     analyse.add_argument("--ray-address", help="with --backend ray: a running Ray cluster (default: $RAY_ADDRESS, "

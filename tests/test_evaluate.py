@@ -4,6 +4,7 @@ evaluation table is written once per final checkpoint."""
 import numpy as np
 import pytest
 
+from analyses.analyse import analyse_run
 from analyses.evaluate import POLICIES, evaluate_run, play
 from interp.agents import make_agent, save_checkpoint
 from interp.agents.policy import AgentPolicy
@@ -47,6 +48,11 @@ def test_sampled_and_random_play_are_reproducible_and_differ_with_the_seed():
         play(agent, "MiniPong-v0", episodes=0)
 
 
+def test_analyse_refuses_a_bad_episode_count_before_any_work(tmp_path):
+    with pytest.raises(UserError, match="at least 1"):
+        analyse_run(tmp_path / "missing", episodes=0)
+
+
 def test_evaluate_run_writes_one_row_per_policy_and_reuses_it(tmp_path):
     agent = make_agent("baseline", (4, 84, 84), 3)
     save_checkpoint(tmp_path / "checkpoints" / "step_000000000010.pt", agent, step=10)
@@ -55,5 +61,6 @@ def test_evaluate_run_writes_one_row_per_policy_and_reuses_it(tmp_path):
     written = tmp_path / "analysis" / "evaluation.csv"
     mtime = written.stat().st_mtime_ns
     assert evaluate_run(tmp_path, "MiniPong-v0", episodes=3).equals(table) and written.stat().st_mtime_ns == mtime
+    assert set(evaluate_run(tmp_path, "MiniPong-v0", episodes=3, seed=5).seed) == {5}
     save_checkpoint(tmp_path / "checkpoints" / "step_000000000020.pt", agent, step=20)
     assert set(evaluate_run(tmp_path, "MiniPong-v0", episodes=3).step) == {20}

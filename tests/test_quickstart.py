@@ -1,12 +1,14 @@
 """The quick start end to end on a tiny plan (the real one trains for minutes; its figures are in the README)."""
 
+from dataclasses import replace
+
 import pandas as pd
 
-from analyses.quickstart import AGENTS, QuickstartAgent, quickstart
+from analyses.quickstart import AGENTS, quickstart
 
 
 def test_quickstart_trains_analyses_renders_and_reports(tmp_path):
-    tiny = tuple(QuickstartAgent(spec.arch, 320, spec.agent, spec.lr, spec.frame_size) for spec in AGENTS)
+    tiny = tuple(replace(spec, steps=320) for spec in AGENTS)
     lines = []
     report = quickstart(tmp_path / "quick", agents=tiny, frames=3, video_frames=6, log=lines.append)
     assert report == tmp_path / "quick" / "report.html" and report.stat().st_size > 100_000

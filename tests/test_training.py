@@ -14,7 +14,7 @@ import torch
 
 from interp.agents import AGENTS, load_checkpoint
 from trainers.config import TrainConfig, apply_preset
-from trainers.impala import Trainer, TrainerError, checkpoint_schedule, train
+from trainers.impala import Trainer, TrainerError, checkpoint_schedule, resume_config, train
 
 SMALL = dict(env="MiniPong-v0", envs_per_actor=2, batch_size=4, unroll=8, checkpoint_every=400)
 
@@ -38,6 +38,7 @@ def processes_mentioning(marker: str) -> list[int]:
 
 def test_checkpoint_schedule_is_log_spaced_early_then_regular():
     assert checkpoint_schedule(5000, 1000) == [0, 100, 200, 500, 1000, 2000, 3000, 4000, 5000]
+    assert checkpoint_schedule(30_000, 20_000, first=2000) == [0, 2000, 5000, 10_000, 20_000, 30_000]
 
 
 def test_short_run_with_actor_processes_writes_loadable_checkpoints_and_metrics(tmp_path):
@@ -80,6 +81,28 @@ def test_in_process_mode_is_reproducible(tmp_path):
                              agent={"mem_len": 4, "chunk_size": 4}, **{**SMALL, "unroll": 6})
         finals.append(load_checkpoint(train(config, progress=False)).agent.state_dict())
     assert all(torch.equal(finals[0][k], finals[1][k]) for k in finals[0])
+
+
+def test_a_moved_run_directory_resumes_where_it_is_now(tmp_path):
+    first = tmp_path / "first"
+    train(TrainConfig(arch="baseline", steps=64, out=str(first), actors=0, **SMALL), progress=False)
+    moved = tmp_path / "moved"
+    first.rename(moved)
+    train(resume_config(moved, steps=128), resume=True, progress=False)
+    assert not first.exists() and int(rows(moved)[-1]["step"]) == 128
+    assert TrainConfig.from_json(moved / "config.json").out == str(moved)
+
+
+def test_learner_threads_apply_to_the_learner_only_while_it_trains(tmp_path):
+    before = torch.get_num_threads()
+    wanted = 1 if before > 1 else 2
+    config = TrainConfig(arch="baseline", steps=64, out=str(tmp_path / "run"), actors=0, learner_threads=wanted,
+                         **SMALL)
+    trainer = Trainer(config, progress=False)
+    seen = []
+    trainer.agent.register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
+    trainer.run()
+    assert seen and set(seen) == {wanted} and torch.get_num_threads() == before
 
 
 def test_resume_continues_step_count_and_optimizer(tmp_path):

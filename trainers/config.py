@@ -30,6 +30,9 @@ class TrainConfig:
     """environments' rollouts per learner update; a multiple of envs_per_actor"""
     unroll: int = 20
     """steps per rollout (T)"""
+    learner_threads: int = 0
+    """torch threads of the learner (0: torch's default, one per core). On few cores, one learner thread beside one
+    actor can be fastest: the actors need cores too (README, "Training on few cores")"""
     num_buffers: int = 0
     """rollout slots in shared memory (0: two per actor, at least enough for two batches)"""
     lr: float = 6e-4
@@ -46,6 +49,8 @@ class TrainConfig:
     device: str = "cpu"
     checkpoint_every: int = 100_000
     """steps between checkpoints after the log-spaced early ones"""
+    first_checkpoint: int = 100
+    """the first of the log-spaced early checkpoints (1-2-5 steps: 100, 200, 500, 1000, ...) after step 0"""
     frame_size: int = 84
     agent: dict = field(default_factory=dict)
     """architecture options, e.g. ``{"mem_len": 40}``"""
@@ -61,8 +66,10 @@ class TrainConfig:
     """the Ray cluster to use with ``backend="ray"`` (empty: start Ray on this machine)"""
 
     def __post_init__(self) -> None:
-        if self.actors < 0 or self.envs_per_actor < 1 or self.unroll < 1 or self.steps < 0:
-            raise UserError("actors must be >= 0, envs-per-actor and unroll >= 1, steps >= 0")
+        if self.actors < 0 or self.envs_per_actor < 1 or self.unroll < 1 or self.steps < 0 or self.learner_threads < 0:
+            raise UserError("actors, steps and learner threads must be >= 0, envs-per-actor and unroll >= 1")
+        if self.first_checkpoint < 1:
+            raise UserError(f"first checkpoint must be at least 1 step, not {self.first_checkpoint}")
         if self.batch_size % self.envs_per_actor:
             raise UserError(f"batch size {self.batch_size} must be a multiple of envs-per-actor {self.envs_per_actor}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):

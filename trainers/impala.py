@@ -64,10 +64,10 @@ def impala_loss(agent, batch: dict[str, torch.Tensor], initial_state, config: Tr
             "entropy": (entropy * mask).sum() / mask.sum().clamp(min=1)}
 
 
-def checkpoint_schedule(total_steps: int, every: int) -> list[int]:
-    """Steps at which to checkpoint: 0; log-spaced 1-2-5 steps below ``every`` (the first phases of learning);
-    every ``every`` steps; and the end."""
-    early = [m * 10**k for k in range(2, 12) for m in (1, 2, 5) if m * 10**k < min(every, total_steps)]
+def checkpoint_schedule(total_steps: int, every: int, first: int = 100) -> list[int]:
+    """Steps at which to checkpoint: 0; log-spaced 1-2-5 steps from ``first`` to below ``every`` (the first phases
+    of learning); every ``every`` steps; and the end."""
+    early = [m * 10**k for k in range(0, 12) for m in (1, 2, 5) if first <= m * 10**k < min(every, total_steps)]
     regular = list(range(every, total_steps, every)) if every > 0 else []
     return sorted({0, *early, *regular, total_steps})
 
@@ -102,8 +102,8 @@ class Trainer:
                                 "another --out")
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
             self._write_config(config)
-        self.schedule = [s for s in checkpoint_schedule(config.steps, config.checkpoint_every) if s > self.step or
-                         (s == 0 and not resume)]
+        schedule = checkpoint_schedule(config.steps, config.checkpoint_every, config.first_checkpoint)
+        self.schedule = [s for s in schedule if s > self.step or (s == 0 and not resume)]
         self.stop_requested = False
 
     # ---- the loop ----
@@ -123,6 +123,9 @@ class Trainer:
             workers = _Workers(config, fields, cpu_agent.initial_state(config.envs_per_actor), self.agent, self.seeds)
         workers.publish(self.agent)
         previous_handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        previous_threads = torch.get_num_threads()
+        if config.learner_threads:
+            torch.set_num_threads(config.learner_threads)
         self.metrics_file = open(self.run_dir / "metrics.csv", "a", newline="")  # noqa: SIM115
         self.metrics_writer = None
         self.tensorboard = _summary_writer(self.run_dir / "tensorboard")
@@ -160,6 +163,7 @@ class Trainer:
                 self.tensorboard.close()
             for sig, handler in previous_handlers.items():
                 signal.signal(sig, handler)
+            torch.set_num_threads(previous_threads)
         return last_checkpoint
 
     def _request_stop(self, signum, frame) -> None:
@@ -339,11 +343,12 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
 
 
 def resume_config(run_dir: str | Path, **overrides) -> TrainConfig:
-    """The saved config of a run, with ``overrides`` (e.g. a larger ``steps``)."""
+    """The saved config of a run, with ``overrides`` (e.g. a larger ``steps``); ``out`` is ``run_dir``, wherever the
+    run was first written (a run directory may have been moved or copied)."""
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise UserError(f"{run_dir}: not a run directory (no config.json)")
-    return replace(TrainConfig.from_json(path), **overrides)
+    return replace(TrainConfig.from_json(path), out=str(run_dir), **overrides)
 
 
 __all__ = ["Trainer", "TrainerError", "checkpoint_schedule", "impala_loss", "resume_config", "train"]
