@@ -33,7 +33,7 @@ LAYOUTS = {"2x8 spin": ({"actors": 2, "envs_per_actor": 8}, None),
            "1x16 short spin": ({"actors": 1, "envs_per_actor": 16}, "20000")}
 
 
-def measure_one(arch: str, layout: str, seconds: float, out: str) -> float:
+def measure_one(arch: str, layout: str, out: str, seconds: float) -> float:
     """In this process: the quick start's settings for ``arch`` under ``layout``."""
     from train_throughput import measure_config
 
