@@ -41,8 +41,8 @@ def analyse_run(run_dir: str | Path, evalset_path: str | Path | None = None, *, 
                 episodes: int = 20, seed: int = 0, log=print) -> dict[str, float]:
     """Every analysis of the run; returns the seconds each stage took. The final checkpoint plays ``episodes``
     whole episodes per policy (:func:`analyses.evaluate.evaluate_run`); ``seed`` seeds those episodes and a new
-    evaluation set. ``backend="ray"``: the checkpoint x stage
-    jobs run as Ray tasks on the cluster at ``ray_address`` (default: ``$RAY_ADDRESS``, else one started here)."""
+    evaluation set. ``backend="ray"``: the checkpoint x stage jobs run as Ray tasks on the cluster at
+    ``ray_address`` (default: ``$RAY_ADDRESS``, else one started here)."""
     if episodes < 1:  # checked before hours of analysis, not after
         raise UserError(f"episodes must be at least 1, not {episodes}")
     run_dir = Path(run_dir)
@@ -59,11 +59,11 @@ def _stages(run_dir: Path, checkpoints: list[Path], evalset_path: str | Path | N
             backend: str, progress: bool, episodes: int, seed: int, log) -> dict[str, float]:
     parallel = {"workers": workers, "backend": backend, "progress": progress}
     seconds: dict[str, float] = {}
+    env_id, env_options = run_environment(run_dir)  # the evaluation needs it: an error comes before the work
     start = time.perf_counter()
     if evalset_path is None:
         evalset_path = run_dir / "analysis" / "evalset.npz"
         if not evalset_path.exists():
-            env_id, env_options = run_environment(run_dir)
             agent = load_checkpoint(checkpoints[-1]).agent
             evalset = build_evalset(agent, env_id, frames=frames, seed=seed, reference=str(checkpoints[-1]),
                                     progress=progress, **env_options)
@@ -95,7 +95,6 @@ def _stages(run_dir: Path, checkpoints: list[Path], evalset_path: str | Path | N
     log(f"sanity checks: {run_dir / 'analysis' / 'sanity.csv'}, sanity_flags.csv, sanity.png")
 
     start = time.perf_counter()
-    env_id, env_options = run_environment(run_dir)
     evaluate_run(run_dir, env_id, episodes=episodes, seed=seed, **env_options)
     seconds["evaluation"] = time.perf_counter() - start
     log(f"returns of the final checkpoint: {run_dir / 'analysis' / 'evaluation.csv'}")
