@@ -11,8 +11,10 @@ Every function takes non-negative maps ``[N, S, S]`` and returns one value per f
   0 for a constant ``p``;
 - ``auc(p, positives)``: area under the ROC curve of ``p``'s values separating positives from the other pixels
   (Mann-Whitney, ties counted half);
-- ``emd``: earth mover's distance between the sum-normalised maps pooled onto a coarse ``grid x grid`` grid (8 x 8), in
-  pixels (tolerant to the small shifts of a coarse attention grid upsampled to the frame);
+- ``emd``: earth mover's distance, in pixels, between the maps area-pooled onto a ``GRID x GRID`` grid of equal cells
+  that covers every pixel (12 x 12: cells of exactly 7 x 7 pixels on 84 x 84 frames; a pixel that straddles two
+  cells is shared by area), each cell's mass at its centre; tolerant to the small shifts of a coarse attention grid
+  upsampled to the frame;
 - ``object_mass(p, mask)``: the share of the sum-normalised map on an object's pixels.
 
 :func:`agreement` computes them all with chance levels: the same metric between the spatially shuffled ``p``
@@ -28,7 +30,7 @@ from scipy.stats import rankdata
 
 EPSILON = 1e-7
 TOP_K = (5, 10, 20)
-GRID = 8
+GRID = 12
 """cells per side of the coarse grid of ``emd``"""
 
 
@@ -136,19 +138,33 @@ def auc(p: np.ndarray, positives: np.ndarray) -> np.ndarray:
     return _auc(rankdata(_flat(p), axis=1), positives)
 
 
+def area_weights(size: int, grid: int) -> np.ndarray:
+    """``[grid, size]``: how much of pixel ``i`` (the interval ``[i, i + 1)``) lies in cell ``c`` (the interval
+    ``[c size / grid, (c + 1) size / grid)``). Every column sums to 1, so pooling keeps all of a map's mass."""
+    edges = np.arange(grid + 1) * size / grid
+    pixels = np.arange(size)
+    return np.clip(np.minimum(edges[1:, None], pixels + 1) - np.maximum(edges[:-1, None], pixels), 0, None)
+
+
 def pool(maps: np.ndarray, grid: int) -> np.ndarray:
-    """``[N, S, S]`` -> ``[N, grid, grid]`` sums over blocks (``S`` a multiple of ``grid``, or cropped to one)."""
+    """``[N, S, S]`` -> ``[N, grid, grid]``: the mass of the (non-negative part of the) maps in each of ``grid x
+    grid`` equal cells covering the frame (:func:`area_weights`)."""
     maps = np.clip(np.asarray(maps, dtype=np.float64), 0, None)
-    size = maps.shape[-1] // grid * grid
-    block = size // grid
-    return maps[:, :size, :size].reshape(len(maps), grid, block, grid, block).sum(axis=(2, 4))
+    rows, cols = area_weights(maps.shape[-2], grid), area_weights(maps.shape[-1], grid)
+    return np.einsum("ri,nij,cj->nrc", rows, maps, cols)
+
+
+def cell_centres(size: int, grid: int) -> np.ndarray:
+    """``[grid * grid, 2]``: the centres of the cells of :func:`pool`, row-major, in pixels (pixel ``i`` covers
+    ``[i, i + 1)``, so cell ``(0, 0)`` of a 12 x 12 grid on 84 pixels is centred at ``(3.5, 3.5)``)."""
+    centres = (np.arange(grid) + 0.5) * size / grid
+    return np.stack(np.meshgrid(centres, centres, indexing="ij"), -1).reshape(-1, 2)
 
 
 def _emd(pooled_p: np.ndarray, pooled_q: np.ndarray, size: int, grid: int) -> np.ndarray:
     import ot
 
-    cell = size / grid
-    centres = (np.stack(np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij"), -1).reshape(-1, 2) + 0.5) * cell
+    centres = cell_centres(size, grid)
     cost = ot.dist(centres, centres, metric="euclidean")
     return np.array([ot.emd2(a, b, cost) for a, b in zip(pooled_p, pooled_q, strict=True)])
 

@@ -122,7 +122,8 @@ def cmd_atom(args: argparse.Namespace) -> None:
     from interp.atom import Atom
 
     atom = Atom(share=args.share, alpha=args.alpha, exclusivity=args.exclusivity, target=args.target,
-                seed=args.seed_output, rule=args.rule, first_layer=args.first_layer, zero_biases=args.zero_biases,
+                output=args.output, initial_relevance=args.initial_relevance, rule=args.rule,
+                first_layer=args.first_layer, zero_biases=args.zero_biases,
                 absolute=args.absolute, newest_frame_only=args.newest_frame_only)
     methods = tuple(m for m in args.methods.split(",") if m)
     table = atom_for_run(args.run_dir, args.evalset, atom=atom, methods=methods, probe=args.probe,
@@ -262,10 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
                             "fastest)")
     train.add_argument("--batch-size", type=int, help="rollouts per update, in environments (default: 16)")
     train.add_argument("--unroll", type=int, help="rollout length T (default: 20)")
+    train.add_argument("--optimizer", choices=("rmsprop_tf1", "rmsprop_torch"),
+                       help="RMSProp as IMPALA ran it (rmsprop_tf1, default) or torch's (rmsprop_torch)")
     train.add_argument("--lr", type=float, help="RMSprop learning rate (default: 6e-4)")
     train.add_argument("--entropy-cost", type=float, help="entropy bonus weight (default: 0.01)")
     train.add_argument("--seed", type=int, help="random seed (default: 0)")
     train.add_argument("--device", help="cpu or cuda, for the learner (default: cpu)")
+    train.add_argument("--precision", choices=("auto", "fp32", "bf16"),
+                       help="bf16 autocast for the forward and backward passes (default: auto, bf16 where native)")
     train.add_argument("--checkpoint-every", type=int, help="steps between regular checkpoints (default: 100000)")
     train.add_argument("--first-checkpoint", type=int,
                        help="first of the log-spaced early checkpoints after step 0 (default: 100)")
@@ -328,8 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
     atom.add_argument("--probe", action=argparse.BooleanOptionalAction, default=None,
                       help="run the dual-ball probe per checkpoint (default: on MiniPong-TwoBall)")
     atom.add_argument("--target", default="actor", choices=("actor", "critic"), help="output explained")
-    atom.add_argument("--seed-output", default="action", choices=("action", "logits"),
-                      help="pass-1 seed: the chosen action's logit or all logits (default: action)")
+    atom.add_argument("--output", "--seed-output", default="action", choices=("action", "logits"),
+                      help="the actor's output explained in pass 1: the chosen action's logit or all logits "
+                           "(default: action)")
+    atom.add_argument("--initial-relevance", default="one", choices=("one", "value"),
+                      help="pass 1 starts from 1 (default) or from the output's value f(x) at the explained output")
     atom.add_argument("--rule", default="zplus", help="LRP rule: zplus (default), epsilon, epsilon_plus, ...")
     atom.add_argument("--first-layer", default=None, help="first-layer rule: flat, wsquare, zplus, epsilon")
     atom.add_argument("--zero-biases", action="store_true", help="biases take no relevance")

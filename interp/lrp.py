@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from zennit.composites import SpecialFirstLayerMapComposite
 
 from interp.agents.conservative import conservative_propagation
 from interp.hooks import hook_points
@@ -27,9 +28,20 @@ RULES = ("epsilon", "zplus", "epsilon_plus", "epsilon_plus_flat", "epsilon_alpha
 FIRST_LAYER_RULES = ("flat", "wsquare", "zplus", "epsilon")
 
 
+class Composite(SpecialFirstLayerMapComposite):
+    """A zennit composite for the agents (zennit's ``Gradient`` attributor takes it too): rules by layer type
+    (``layer_map``), an optional rule for the first layer the frame meets (``first_map``), and ``zero_biases``,
+    which the agents' conservative operations read to keep LayerNorm biases out of the relevance as zennit keeps the
+    biases of the layers it hooks (``zero_params=["bias"]``)."""
+
+    def __init__(self, layer_map: list, first_map: list | None = None, *, zero_biases: bool = False):
+        super().__init__(layer_map=layer_map, first_map=first_map or [])
+        self.zero_biases = zero_biases
+
+
 def make_composite(rule: str = "epsilon_plus", *, first_layer: str | None = None, zero_biases: bool = False,
-                   epsilon: float = 1e-6):
-    """A zennit composite by name.
+                   epsilon: float = 1e-6) -> Composite:
+    """A :class:`Composite` by name.
 
     Args:
         rule: ``epsilon`` (LRP-epsilon everywhere), ``zplus`` (z+, i.e. AlphaBeta(1, 0), everywhere: the ATOM
@@ -37,7 +49,8 @@ def make_composite(rule: str = "epsilon_plus", *, first_layer: str | None = None
             ``epsilon_plus_flat``, ``epsilon_alpha2_beta1``.
         first_layer: a different rule for the first layer the frame meets: ``flat``, ``wsquare``, ``zplus``,
             ``epsilon``; None keeps ``rule``'s own choice.
-        zero_biases: biases take no relevance (zennit's ``zero_params=["bias"]``).
+        zero_biases: no bias takes relevance: those of linear and convolutional layers (zennit's
+            ``zero_params=["bias"]``) and those of LayerNorms.
     """
     from zennit import composites, rules
     from zennit.types import Convolution, Linear
@@ -45,29 +58,30 @@ def make_composite(rule: str = "epsilon_plus", *, first_layer: str | None = None
     zero = ["bias"] if zero_biases else None
     named_composites = {"epsilon_plus": composites.EpsilonPlus, "epsilon_plus_flat": composites.EpsilonPlusFlat,
                         "epsilon_alpha2_beta1": composites.EpsilonAlpha2Beta1}
+    first_map = []
     if rule == "epsilon":
         layer_map = composites.layer_map_base() + [((Convolution, Linear), rules.Epsilon(epsilon, zero_params=zero))]
     elif rule == "zplus":
         layer_map = composites.layer_map_base() + [((Convolution, Linear), rules.ZPlus(zero_params=zero))]
     elif rule in named_composites:
-        composite = named_composites[rule](epsilon=epsilon, zero_params=zero)
-        if first_layer is None:
-            return composite
-        layer_map = composite.layer_map
+        named = named_composites[rule](epsilon=epsilon, zero_params=zero)
+        layer_map, first_map = named.layer_map, getattr(named, "first_map", [])
     else:
         raise ValueError(f"unknown LRP rule {rule!r}; known: {', '.join(RULES)}")
-    if first_layer is None:
-        return composites.LayerMapComposite(layer_map)
-    first_rules = {"flat": rules.Flat, "wsquare": rules.WSquare, "zplus": lambda: rules.ZPlus(zero_params=zero),
-                   "epsilon": lambda: rules.Epsilon(epsilon, zero_params=zero)}
-    if first_layer not in first_rules:
-        raise ValueError(f"unknown first-layer rule {first_layer!r}; known: {', '.join(FIRST_LAYER_RULES)}")
-    return composites.SpecialFirstLayerMapComposite(layer_map, [((Convolution, Linear), first_rules[first_layer]())])
+    if first_layer is not None:
+        first_rules = {"flat": rules.Flat, "wsquare": rules.WSquare, "zplus": lambda: rules.ZPlus(zero_params=zero),
+                       "epsilon": lambda: rules.Epsilon(epsilon, zero_params=zero)}
+        if first_layer not in first_rules:
+            raise ValueError(f"unknown first-layer rule {first_layer!r}; known: {', '.join(FIRST_LAYER_RULES)}")
+        first_map = [((Convolution, Linear), first_rules[first_layer]())]
+    return Composite(layer_map, first_map, zero_biases=zero_biases)
 
 
 @dataclass
 class Relevance:
-    """The relevance of one pass over ``N`` steps."""
+    """The relevance of one pass over ``N`` steps. What the pass puts in (``seeded``) arrives at the step's inputs
+    (``frame``, ``step_inputs``, ``state``) and at the additive constants on the way (``constants``):
+    ``total() == seeded`` up to the rules' stabiliser (``epsilon``, 1e-6 of a layer's output)."""
 
     frame: torch.Tensor
     """``[N, C, S, S]``"""
@@ -79,6 +93,11 @@ class Relevance:
     """relevance of each pre-step state tensor (None for non-float ones)"""
     layer: torch.Tensor | None = None
     """``[N, F]``: relevance at the layer asked for with ``capture``"""
+    constants: dict[str, torch.Tensor] = field(default_factory=dict)
+    """parameter name -> ``[N]``: the relevance an additive constant took, named as in ``agent.named_parameters()``
+    or ``named_buffers()``: a linear or convolutional layer's bias (``heads.policy.bias``: what that layer did not
+    pass on), a LayerNorm's bias, the spatial basis (``answerer.attention.basis``), position embeddings
+    (``position``); and ``stabiliser``, what the stabilisers of the other operations kept (``R eps / (z + eps)``)"""
 
     def total_input(self) -> torch.Tensor:
         """``[N]``: everything that reached the step's inputs and pre-step state."""
@@ -88,21 +107,30 @@ class Relevance:
                 total = total + value.reshape(len(total), -1).sum(1)
         return total
 
+    def total(self) -> torch.Tensor:
+        """``[N]``: the inputs' and the constants' relevance, which together account for ``seeded``."""
+        return self.total_input() + sum(self.constants.values(), torch.zeros_like(self.seeded))
+
 
 Seeder = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _propagate(agent, steps: Steps, composite, start: str | None, seeder: Seeder, capture: str | None) -> Relevance:
+def _propagate(agent, steps: Steps, composite: Composite, start: str | None, seeder: Seeder,
+               capture: str | None) -> Relevance:
     """One relevance pass: forward the steps, seed ``seeder(tensor)`` at ``start`` (a hook point's output; None:
-    the output chosen by the seeder from the stacked ``[N, A + 1]`` logits and value) and propagate to the inputs."""
+    the output chosen by the seeder from the stacked ``[N, A + 1]`` logits and value) and propagate to the inputs,
+    recording what the additive constants on the way take."""
     points = hook_points(agent)
     for name in (start, capture):
         if name is not None and name not in points:
             raise ValueError(f"{agent.name} has no hook point {name!r}; it has {', '.join(points)}")
+    count = len(steps)
     frame = steps.inputs["frame"].to(agent.dtype).detach().requires_grad_(True)
     state = tuple(s.detach().clone().requires_grad_(True) if s.is_floating_point() else s for s in steps.state)
     captured: dict[str, torch.Tensor] = {}
-    leaves: dict[str, torch.Tensor] = {}
+    leaves: dict[str, torch.Tensor] = {}  # step inputs and constants, made leaves so that their relevance is kept
+    kept: dict[str, torch.Tensor] = {}
+    stabiliser: list[torch.Tensor] = []
 
     def keep(name):
         def hook(module, args, output):
@@ -117,15 +145,17 @@ def _propagate(agent, steps: Steps, composite, start: str | None, seeder: Seeder
 
     handles = [points[name].register_forward_hook(keep(name)) for name in {start, capture} - {None}]
     handles += [point.register_forward_hook(make_leaf(name)) for name, point in points.items()
-                if point.kind == "step_input"]
+                if point.kind in ("step_input", "constant")]
     try:
-        with conservative_propagation(), composite.context(agent) as model, torch.enable_grad():
+        with (conservative_propagation(zero_biases=composite.zero_biases, stabiliser=stabiliser),
+              composite.context(agent) as model, torch.enable_grad()):
+            _record_kept_relevance(composite, model, kept, count)
             outputs, _ = model({**steps.inputs, "frame": frame}, state)
             if start is None:
                 origin = torch.cat([outputs["policy_logits"][0], outputs["baseline"][0, :, None]], dim=1)
             else:
                 origin = captured[start]
-            seed = seeder(origin.reshape(len(steps), -1)).reshape(origin.shape)
+            seed = seeder(origin.reshape(count, -1)).reshape(origin.shape)
             wanted = [frame, *[s for s in state if s.requires_grad], *leaves.values()]
             if capture is not None:
                 wanted.append(captured[capture])
@@ -136,35 +166,71 @@ def _propagate(agent, steps: Steps, composite, start: str | None, seeder: Seeder
     gradients = [torch.zeros_like(w) if g is None else g.detach() for w, g in zip(wanted, gradients, strict=True)]
     relevance_frame, rest = gradients[0][0], iter(gradients[1:])
     state_relevance = tuple(next(rest) if s.requires_grad else None for s in state)
-    inputs_relevance = {name: next(rest).reshape(len(steps), -1) for name in leaves}
-    layer = next(rest).reshape(len(steps), -1) if capture is not None else None
-    return Relevance(relevance_frame, seed.detach().reshape(len(steps), -1).sum(1), inputs_relevance,
-                     state_relevance, layer)
+    step_inputs, constants = {}, dict(kept)
+    for name in leaves:
+        value = next(rest).reshape(count, -1)
+        if points[name].kind == "step_input":
+            step_inputs[name] = value
+        else:  # "answerer.attention.hook_basis" took what the buffer "answerer.attention.basis" took
+            constants[name.replace("hook_", "")] = value.sum(1)
+    for kept_there in stabiliser:
+        constants["stabiliser"] = constants.get("stabiliser", 0) + kept_there.reshape(count, -1).sum(1)
+    layer = next(rest).reshape(count, -1) if capture is not None else None
+    return Relevance(relevance_frame, seed.detach().reshape(count, -1).sum(1), step_inputs, state_relevance, layer,
+                     constants)
 
 
-def output_seeder(target: str, seed: str = "action") -> Seeder:
-    """Seed the chosen action's logit (``seed="action"``) or every logit (``"logits"``) with its value for the
-    ``actor``; the value for the ``critic``."""
-    if target not in ("actor", "critic") or seed not in ("action", "logits"):
-        raise ValueError(f"target must be actor or critic and seed action or logits, got {target!r}, {seed!r}")
+def _record_kept_relevance(composite: Composite, model: torch.nn.Module, kept: dict[str, torch.Tensor],
+                           count: int) -> None:
+    """Make every layer hooked by ``composite`` add, per step, the relevance it receives but does not pass on to
+    ``kept["<layer>.bias"]`` (its bias's share, and the rule's stabiliser's), or to ``kept["stabiliser"]`` for a
+    layer without a bias."""
+    names = {module: name for name, module in model.named_modules()}
+    for hook in list(composite.hook_refs):
+
+        def accounted(module, grad_input, grad_output, backward=hook.backward):
+            passed_on = backward(module, grad_input, grad_output)
+            if passed_on[0] is not None:
+                lost = grad_output[0].reshape(count, -1).sum(1) - passed_on[0].reshape(count, -1).sum(1)
+                has_bias = getattr(module, "bias", None) is not None and not composite.zero_biases
+                key = f"{names[module]}.bias" if has_bias else "stabiliser"
+                kept[key] = kept.get(key, 0) + lost.detach()
+            return passed_on
+
+        hook.backward = accounted
+
+
+OUTPUTS = ("action", "logits")
+INITIAL_RELEVANCE = ("value", "one")
+
+
+def output_seeder(target: str, output: str = "action", initial: str = "value") -> Seeder:
+    """The relevance put in at the outputs. ``target="actor"``: at the chosen action's logit (``output="action"``)
+    or at every logit (``"logits"``); ``"critic"``: at the value. ``initial="value"``: each explained output starts
+    with its own value ``f(x)`` (LRP's usual seed: the relevance at the inputs then sums to ``f(x)``, and changes
+    sign with it); ``"one"``: with 1 (the relevance is then each input's share of the explained decision)."""
+    if target not in ("actor", "critic") or output not in OUTPUTS or initial not in INITIAL_RELEVANCE:
+        raise ValueError(f"target must be actor or critic, output one of {OUTPUTS} and initial one of "
+                         f"{INITIAL_RELEVANCE}; got {target!r}, {output!r}, {initial!r}")
 
     def seeder(outputs: torch.Tensor) -> torch.Tensor:  # [N, A + 1]: logits, then the value
         mask = torch.zeros_like(outputs)
         if target == "critic":
             mask[:, -1] = 1
-        elif seed == "logits":
+        elif output == "logits":
             mask[:, :-1] = 1
         else:
             mask.scatter_(1, outputs[:, :-1].argmax(1, keepdim=True), 1.0)
-        return outputs.detach() * mask
+        return outputs.detach() * mask if initial == "value" else mask
 
     return seeder
 
 
-def explain_outputs(agent, steps: Steps, composite, *, target: str = "actor", seed: str = "action",
-                    capture: str | None = None) -> Relevance:
-    """Relevance of the ``target`` output at every step; ``capture``: also the relevance at that hook point."""
-    return _propagate(agent, steps, composite, None, output_seeder(target, seed), capture)
+def explain_outputs(agent, steps: Steps, composite: Composite, *, target: str = "actor", output: str = "action",
+                    initial: str = "value", capture: str | None = None) -> Relevance:
+    """Relevance of the ``target`` output at every step (see :func:`output_seeder`); ``capture``: also the relevance
+    at that hook point."""
+    return _propagate(agent, steps, composite, None, output_seeder(target, output, initial), capture)
 
 
 def explain_layer(agent, steps: Steps, composite, layer: str, seeds: torch.Tensor) -> Relevance:

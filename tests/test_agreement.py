@@ -61,11 +61,34 @@ def test_emd_matches_a_linear_program():
     P, Q = ag.pool(p, grid).ravel(), ag.pool(q, grid).ravel()
     P, Q = P / P.sum(), Q / Q.sum()
     centres = (np.stack(np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij"), -1).reshape(-1, 2) + 0.5) * 6
+    # 24 = 4 x 6: cell (i, j) holds pixels 6i..6i+5 and is centred at 6i + 3, i.e. (i + 0.5) * 6
+    assert np.allclose(P.reshape(grid, grid) * p.sum(), p[0].reshape(grid, 6, grid, 6).sum(axis=(1, 3)))
     cost = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
     n = grid * grid
     equalities = np.vstack([np.kron(np.eye(n), np.ones(n)), np.kron(np.ones(n), np.eye(n))])
     solution = optimize.linprog(cost.ravel(), A_eq=equalities, b_eq=np.concatenate([P, Q]), bounds=(0, None))
     assert np.isclose(ag.emd(p, q, grid=grid)[0], solution.fun, rtol=1e-6)
+
+
+def test_emd_sees_every_pixel_of_the_frame():
+    corner, origin = np.zeros((1, 84, 84)), np.zeros((1, 84, 84))
+    corner[0, 83, 83], origin[0, 0, 0] = 1.0, 1.0
+    # 12 x 12 cells of 7 x 7 pixels: the two corner cells' centres are 11 cells apart on both axes
+    assert ag.emd(corner, origin)[0] == pytest.approx(11 * 7 * np.sqrt(2), rel=1e-9)
+    border = np.zeros((1, 84, 84))
+    border[0, 80:, :], border[0, :, 80:] = 1.0, 1.0  # mass only in the last 4 rows and columns
+    assert ag.pool(border, 12).sum() == pytest.approx(border.sum())
+    assert ag.pool(border, 12)[0, :11, :11].sum() == 0  # the mass stays in the last row and column of cells
+    assert ag.emd(border, origin)[0] > 70
+    assert ag.emd(border, border)[0] == pytest.approx(0, abs=1e-9)
+
+
+def test_pooling_shares_a_straddling_pixel_by_area():
+    maps = np.zeros((1, 42, 42))
+    maps[0, 3, 0] = 1.0  # 42 pixels on 12 cells of 3.5: pixel 3 is half in cell 0 and half in cell 1
+    pooled = ag.pool(maps, 12)[0]
+    assert pooled[0, 0] == pytest.approx(0.5) and pooled[1, 0] == pytest.approx(0.5) and pooled.sum() == 1
+    assert ag.cell_centres(42, 12)[0] == pytest.approx([1.75, 1.75])
 
 
 def test_agreement_reports_chance_levels_and_object_masses():

@@ -33,35 +33,55 @@ def steps_after_history(agent, count: int = 3, history: int = 3, seed: int = 0) 
     return Steps({k: v[history:] for k, v in inputs.items()}, state)
 
 
-def without_additive_constants(agent):
-    """Biases, position embeddings and the fixed spatial basis set to zero, so relevance can only reach inputs;
-    zero-initialised weights (TimeSformer's ``temporal_fc``) made random, so memory matters."""
+def trained_like(agent, seed: int = 0):
+    """Parameters as training leaves them rather than as initialised: LayerNorm gains and biases away from 1 and 0,
+    zero-initialised layers (TimeSformer's ``temporal_fc``, the distance biases) random, every bias non-zero."""
+    generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, parameter in agent.named_parameters():
-            if name.endswith("bias") and "distance" not in name or name == "position":
-                parameter.zero_()
-            elif parameter.dim() > 1 and not parameter.any():
-                nn.init.normal_(parameter, std=0.1)
-        for name, buffer in agent.named_buffers():
-            if name.endswith("basis"):
-                buffer.zero_()
+            noise = torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype)
+            if name.endswith(".weight") and parameter.dim() == 1:  # a LayerNorm's gain
+                parameter.copy_(1 + 0.3 * noise)
+            elif not parameter.any():
+                parameter.copy_(0.3 * noise)
+            elif name.endswith("bias"):
+                parameter.add_(0.1 * noise)
     return agent
 
 
 @pytest.mark.parametrize("name", list(AGENTS))
-def test_relevance_is_conserved_through_every_agent(name):
+def test_relevance_is_accounted_for_on_every_agent(name):
     torch.manual_seed(0)
-    agent = without_additive_constants(make_agent(name, num_actions=3, **SMALL.get(name, {})).double().eval())
+    agent = trained_like(make_agent(name, num_actions=3, **SMALL.get(name, {})).double().eval())
     steps = steps_after_history(agent)
     for target in ("actor", "critic"):
         relevance = explain_outputs(agent, steps, make_composite("epsilon"), target=target)
         assert relevance.frame.shape == (3, 4, 84, 84)
-        seeded, arrived = relevance.seeded, relevance.total_input()
-        assert torch.allclose(arrived, seeded, rtol=0.01, atol=1e-9), (target, arrived, seeded)
-        frame_share = relevance.frame.flatten(1).sum(1) / seeded
-        assert (frame_share.abs() > 0.05).all()  # the frame itself is explained, not only the state
+        seeded = relevance.seeded
+        assert torch.allclose(relevance.total(), seeded, rtol=1e-3, atol=1e-9), (target, relevance.total(), seeded)
+        assert (relevance.frame.flatten(1).abs().sum(1) > 0).all()  # the frame itself is explained
+        assert (relevance.constants["stabiliser"] / seeded).abs().max() < 1e-3
     if agent.initial_state(1):  # the pre-step state takes its part, and only float state tensors are explained
         assert any(r is not None and r.abs().sum() > 0 for r in relevance.state)
+    parameters = {**dict(agent.named_parameters()), **dict(agent.named_buffers())}
+    assert set(relevance.constants) - {"stabiliser"} <= set(parameters)  # named as the agent names them
+    constants = {"mott": "answerer.attention.basis", "spatiotemporal": "answerer.attention.basis",
+                 "timesformer_divided": "position", "timesformer_joint": "position",
+                 "adaptive": "core.layers.0.norm_attention.bias"}
+    expected = constants.get(name.replace("_oneshot", ""), "heads.baseline.bias")
+    assert relevance.constants[expected].abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", list(AGENTS))
+@pytest.mark.parametrize("rule", ["epsilon", "zplus"])
+def test_zero_biases_leaves_every_bias_without_relevance(name, rule):
+    torch.manual_seed(0)
+    agent = trained_like(make_agent(name, num_actions=3, **SMALL.get(name, {})).double().eval())
+    relevance = explain_outputs(agent, steps_after_history(agent), make_composite(rule, zero_biases=True))
+    assert not [key for key in relevance.constants if key.endswith("bias")]
+    assert torch.allclose(relevance.total(), relevance.seeded, rtol=1e-3, atol=1e-9)
+    if rule == "zplus":  # the epsilon rule without biases divides by pre-activations near zero (README, "LRP")
+        assert (relevance.constants.get("stabiliser", 0) / relevance.seeded).abs().max() < 1e-3
 
 
 @pytest.mark.parametrize("name", list(AGENTS))
@@ -119,7 +139,9 @@ def test_neuron_selection_holds_the_share():
 
 def test_combinatorial_attention_follows_its_definition():
     rbar = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.5, 0.0], [1.0, 0.1, 0.0], [1.0, 0.5, 0.1]])
-    frame = {"neurons": torch.arange(4), "weights": torch.tensor([1.0, 2.0, 3.0, 4.0]), "rbar": rbar}
+    frame = {"neurons": torch.arange(4), "weights": torch.tensor([1.0, 2.0, 3.0, 4.0]), "rbar": rbar,
+             "at_pixels": torch.ones(4), "pass1": {"seeded": 1.0, "features": 1.0, "head_bias": 0.0,
+                                                   "other_head_inputs": 0.0}}
     objects = ["ball", "enemy", "player"]
 
     def values(table, metric):
@@ -148,7 +170,8 @@ def test_batched_pass_two_equals_the_per_neuron_loop(name):
         assert torch.allclose(one["rbar"], other["rbar"], rtol=1e-4, atol=1e-7)
 
 
-def test_atom_on_the_baseline_matches_an_independent_zennit_computation():
+@pytest.mark.parametrize("initial", ["one", "value"])
+def test_atom_on_the_baseline_matches_an_independent_zennit_computation(initial):
     """Both passes with zennit's own attributor on plain ``nn.Sequential`` pieces of the baseline, the metric in
     numpy."""
     from zennit.attribution import Gradient
@@ -157,7 +180,7 @@ def test_atom_on_the_baseline_matches_an_independent_zennit_computation():
     agent = make_agent("baseline", num_actions=3).eval()
     steps = steps_after_history(agent, count=3, history=0)
     masks = object_masks(3)
-    ours = Atom().compute(agent, steps, masks)
+    ours = Atom(initial_relevance=initial).compute(agent, steps, masks)
 
     frames = steps.inputs["frame"][0].float()
     below, above = nn.Sequential(agent.vision, agent.fc), agent.heads.policy
@@ -167,7 +190,8 @@ def test_atom_on_the_baseline_matches_an_independent_zennit_computation():
             features = below(frames[i:i + 1])
             chosen = int(above(features).argmax())
         with Gradient(above, make_composite("zplus")) as attributor:
-            _, layer = attributor(features, lambda out, c=chosen: out * nn.functional.one_hot(torch.tensor([c]), 3))
+            one_hot = nn.functional.one_hot(torch.tensor([chosen]), 3).to(features.dtype)
+            _, layer = attributor(features, lambda out, seed=one_hot: out * seed if initial == "value" else seed)
         layer = layer[0].numpy()
         order = np.argsort(-layer)
         count = int(np.searchsorted(np.cumsum(layer[order]), 0.9 * layer.sum())) + 1
@@ -184,6 +208,46 @@ def test_atom_on_the_baseline_matches_an_independent_zennit_computation():
     values = ours[ours.metric == "hierarchical"].set_index("object")["value"]
     assert np.allclose(values[sorted(masks)].to_numpy(), hierarchical, rtol=1e-4)
     assert (hierarchical > 0).any()
+
+
+def test_frames_whose_explained_logit_is_negative_are_counted_not_averaged_as_zero():
+    torch.manual_seed(0)
+    agent = make_agent("baseline", num_actions=3).eval()
+    with torch.no_grad():
+        agent.heads.policy.bias.fill_(-50.0)  # every logit negative, the policy unchanged
+    steps = steps_after_history(agent, count=3, history=0)
+    assert (agent(steps.inputs, steps.state)[0]["policy_logits"] < 0).all()
+
+    def values(table, metric):
+        return table[table.metric == metric].set_index("object")["value"]
+
+    from_value = Atom(initial_relevance="value").compute(agent, steps, object_masks(3))
+    assert values(from_value, "empty_selection")[""] == 3 and values(from_value, "frames")[""] == 3
+    assert values(from_value, "hierarchical_share").isna().all()  # undefined, not 0
+    assert np.isnan(values(from_value, "selected_neurons")[""])
+    from_one = Atom().compute(agent, steps, object_masks(3))
+    assert values(from_one, "empty_selection")[""] == 0 and values(from_one, "selected_neurons")[""] > 0
+    assert values(from_one, "hierarchical_share").sum() == pytest.approx(1.0)
+    assert 0 < values(from_one, "relevance_at_pixels")[""] <= 1.0 + 1e-6
+    # z+ keeps a negative bias out of the denominators: all of the start reaches F_c
+    assert values(from_one, "pass1_share")["features"] == pytest.approx(1.0)
+
+
+def test_pass_one_reports_what_the_heads_other_inputs_take():
+    torch.manual_seed(0)
+    agent = trained_like(make_agent("timesformer_divided", num_actions=3, mem_len=4).eval())
+    steps = steps_after_history(agent, count=2)
+    per_frame = Atom().neuron_relevance(agent, steps, np.stack(list(object_masks(2).values()), axis=1))
+    first = explain_outputs(agent, steps, Atom().composite(), initial="one")
+    step_inputs = sum(value.sum(1) for value in first.step_inputs.values())  # reward and action: only at the heads
+    for frame, expected in zip(per_frame, step_inputs.tolist(), strict=True):
+        parts = frame["pass1"]
+        assert parts["seeded"] == pytest.approx(1.0)
+        assert parts["other_head_inputs"] == pytest.approx(expected, abs=1e-4) and abs(expected) > 1e-4
+    baseline = make_agent("baseline", num_actions=3).eval()
+    frames = Atom().neuron_relevance(baseline, steps_after_history(baseline, count=2, history=0),
+                                     np.stack(list(object_masks(2).values()), axis=1))
+    assert all(abs(f["pass1"]["other_head_inputs"]) < 1e-5 for f in frames)  # its heads read F_c alone
 
 
 def test_atom_command_over_a_run(tmp_path, capsys):

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from interp.agents import make_agent
 from interp.envs import make_vector_env
+from trainers import precision
 from trainers.config import TrainConfig
 from trainers.rollouts import FREE, RolloutBuffers, SharedWeights
 
@@ -48,6 +49,7 @@ class Actor:
     def __init__(self, config: TrainConfig, index: int, buffers: RolloutBuffers, weights: SharedWeights,
                  seed: int):
         self.config, self.index, self.buffers, self.weights = config, index, buffers, weights
+        self.precision = precision.resolve(config.precision, "cpu")
         envs = config.envs_per_actor
         torch.manual_seed(seed)
         self.env = make_vector_env(config.env, envs, seed=seed, frame_size=config.frame_size, **config.env_options)
@@ -70,9 +72,11 @@ class Actor:
         self._act()
 
     def _act(self) -> None:
-        """Run the agent on the current frame; keep its outputs and the state after it."""
-        with torch.no_grad():
-            self.outputs, self.next_state = self.agent(self.step_inputs, self.state)
+        """Run the agent on the current frame (in the run's precision); keep its outputs and the float32 state
+        after it."""
+        with torch.no_grad(), precision.autocast(self.precision, "cpu"):
+            self.outputs, state = self.agent(self.step_inputs, self.state)
+        self.next_state = tuple(s.float() if s.is_floating_point() else s for s in state)
 
     def _write(self, slot: int, t: int) -> None:
         for name, buffer in self.buffers.data.items():

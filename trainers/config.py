@@ -8,6 +8,9 @@ from pathlib import Path
 
 from interp.cluster import BACKENDS
 from interp.errors import UserError
+from trainers.precision import PRECISIONS
+
+OPTIMIZERS = ("rmsprop_tf1", "rmsprop_torch")
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,10 @@ class TrainConfig:
     actor can be fastest: the actors need cores too (README, "Training on few cores")"""
     num_buffers: int = 0
     """rollout slots in shared memory (0: two per actor, at least enough for two batches)"""
+    optimizer: str = "rmsprop_tf1"
+    """``rmsprop_tf1``: RMSProp as IMPALA ran it (TensorFlow 1: the mean square starts at one, epsilon under the square
+    root; :mod:`trainers.optim`); ``rmsprop_torch``: ``torch.optim.RMSprop`` (MonoBeast's), whose first updates are
+    ~10x the learning rate and kill the first convolution on ALE Pong within a few updates"""
     lr: float = 6e-4
     rmsprop_alpha: float = 0.99
     rmsprop_eps: float = 0.01
@@ -47,6 +54,10 @@ class TrainConfig:
     """rewards are clipped to [-reward_clip, reward_clip] for learning (0: no clipping)"""
     seed: int = 0
     device: str = "cpu"
+    precision: str = "auto"
+    """``bf16``: the learner's forward and backward passes and the actors' inference under bfloat16 autocast (weights,
+    optimizer state, V-trace and losses in float32); ``fp32``; ``auto``: bf16 on a CPU with native bfloat16
+    (AVX512-BF16, AMX) or a CUDA device that has it, else fp32 (TF32 products on CUDA)"""
     checkpoint_every: int = 100_000
     """steps between checkpoints after the log-spaced early ones"""
     first_checkpoint: int = 100
@@ -74,6 +85,10 @@ class TrainConfig:
             raise UserError(f"batch size {self.batch_size} must be a multiple of envs-per-actor {self.envs_per_actor}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise UserError(f"device must be cpu or cuda, got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.backend not in BACKENDS:
             raise UserError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
 
@@ -95,6 +110,7 @@ class TrainConfig:
     def from_json(cls, path: str | Path) -> TrainConfig:
         data = json.loads(Path(path).read_text())
         known = {f.name for f in fields(cls)}
+        data.setdefault("optimizer", "rmsprop_torch")  # runs written before the setting existed used torch's
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
@@ -125,6 +141,6 @@ def apply_preset(config: TrainConfig, preset: str) -> TrainConfig:
         return replace(config, **settings, agent=agent, envs_per_actor=envs, preset=preset)
     if preset == "monobeast":
         envs = next(e for e in range(min(config.envs_per_actor, 8), 0, -1) if 8 % e == 0)
-        return replace(config, lr=4.8e-4, entropy_cost=0.0006, batch_size=8, unroll=80, envs_per_actor=envs,
-                       preset=preset)
+        return replace(config, optimizer="rmsprop_torch", lr=4.8e-4, entropy_cost=0.0006, batch_size=8, unroll=80,
+                       envs_per_actor=envs, preset=preset)
     raise UserError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")

@@ -5,6 +5,7 @@ Read top to bottom: the loss, the checkpoint schedule, then :class:`Trainer` (se
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -25,33 +26,34 @@ from interp.agents import make_agent, save_checkpoint
 from interp.envs import make_env
 from interp.errors import UserError
 from interp.files import atomic_path
-from trainers import vtrace
+from trainers import precision, vtrace
 from trainers.actor import Actor, RestartBudget, TrainerError, actor_slots, run_actor_process
 from trainers.config import TrainConfig
+from trainers.optim import RMSpropTF
 from trainers.rollouts import RolloutBuffers, SharedWeights, rollout_fields
 
 ACTOR_POLL_SECONDS = 0.5  # how often the learner checks that its actors are alive while it waits
 
 
-def impala_loss(agent, batch: dict[str, torch.Tensor], initial_state, config: TrainConfig) -> dict[str, torch.Tensor]:
-    """V-trace actor-critic loss on a batch ``[T + 1, B, ...]`` (frame-aligned, see :mod:`trainers.rollouts`).
+def impala_loss(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
+                config: TrainConfig) -> dict[str, torch.Tensor]:
+    """V-trace actor-critic loss, in float32, of the learner's ``outputs`` on a batch ``[T + 1, B, ...]``
+    (frame-aligned, see :mod:`trainers.rollouts`).
 
     Transition ``t`` goes from frame ``t`` (where the action was taken) to frame ``t + 1`` (which brings its reward).
     Steps into a reset frame are the vector environments' dummy steps: no reward, no bootstrap, no loss.
     """
-    inputs = {name: batch[name] for name in ("frame", "reward", "done", "last_action", *agent.extra_inputs)}
-    outputs, _ = agent(inputs, initial_state)
     rewards = batch["reward"][1:]
     if config.reward_clip:
         rewards = rewards.clamp(-config.reward_clip, config.reward_clip)
     ends = batch["terminal"][1:] | batch["done"][1:]
     discounts = (~ends).float() * config.discounting
     mask = (~batch["done"][1:]).float()
-    logits = outputs["policy_logits"][:-1]
-    values = outputs["baseline"][:-1]
+    all_logits, all_values = outputs["policy_logits"].float(), outputs["baseline"].float()
+    logits, values = all_logits[:-1], all_values[:-1]
     returns = vtrace.from_logits(
         behavior_policy_logits=batch["policy_logits"][:-1], target_policy_logits=logits, actions=batch["action"][:-1],
-        discounts=discounts, rewards=rewards, values=values.detach(), bootstrap_value=outputs["baseline"][-1].detach(),
+        discounts=discounts, rewards=rewards, values=values.detach(), bootstrap_value=all_values[-1].detach(),
     )
     log_probs = vtrace.action_log_probs(logits, batch["action"][:-1])
     pg_loss = -(log_probs * returns.pg_advantages * mask).sum()
@@ -62,6 +64,16 @@ def impala_loss(agent, batch: dict[str, torch.Tensor], initial_state, config: Tr
     total = pg_loss + config.baseline_cost * baseline_loss + config.entropy_cost * entropy_loss
     return {"total_loss": total, "pg_loss": pg_loss, "baseline_loss": baseline_loss, "entropy_loss": entropy_loss,
             "entropy": (entropy * mask).sum() / mask.sum().clamp(min=1)}
+
+
+def learner_losses(agent, batch: dict[str, torch.Tensor], initial_state: tuple[torch.Tensor, ...],
+                   config: TrainConfig, precision_name: str) -> dict[str, torch.Tensor]:
+    """The learner's forward pass over a batch in ``precision_name`` (``bf16``: under autocast; see
+    :mod:`trainers.precision`), then :func:`impala_loss` in float32."""
+    inputs = {name: batch[name] for name in ("frame", "reward", "done", "last_action", *agent.extra_inputs)}
+    with precision.autocast(precision_name, batch["frame"].device):
+        outputs, _ = agent(inputs, initial_state)
+    return impala_loss(outputs, batch, config)
 
 
 def checkpoint_schedule(total_steps: int, every: int, first: int = 100) -> list[int]:
@@ -82,6 +94,7 @@ class Trainer:
         self.device = torch.device(config.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise UserError("--device cuda was asked for but torch sees no CUDA device")
+        self.precision = precision.resolve(config.precision, self.device)
         torch.manual_seed(config.seed)
         random.seed(config.seed)
         self.seeds = np.random.default_rng(config.seed)  # actor seeds
@@ -89,8 +102,9 @@ class Trainer:
         self.obs_shape, self.num_actions = probe.observation_space.shape, int(probe.action_space.n)
         probe.close()
         self.agent = make_agent(config.arch, self.obs_shape, self.num_actions, **config.agent).to(self.device)
-        self.optimizer = torch.optim.RMSprop(self.agent.parameters(), lr=config.lr, alpha=config.rmsprop_alpha,
-                                             eps=config.rmsprop_eps, momentum=config.rmsprop_momentum)
+        optimizer = RMSpropTF if config.optimizer == "rmsprop_tf1" else torch.optim.RMSprop
+        self.optimizer = optimizer(self.agent.parameters(), lr=config.lr, alpha=config.rmsprop_alpha,
+                                   eps=config.rmsprop_eps, momentum=config.rmsprop_momentum)
         self.step, self.elapsed, self.updates = 0, 0.0, 0
         self.returns: deque[float] = deque(maxlen=100)
         self.lengths: deque[int] = deque(maxlen=100)
@@ -122,10 +136,8 @@ class Trainer:
         else:
             workers = _Workers(config, fields, cpu_agent.initial_state(config.envs_per_actor), self.agent, self.seeds)
         workers.publish(self.agent)
-        previous_handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-        previous_threads = torch.get_num_threads()
-        if config.learner_threads:
-            torch.set_num_threads(config.learner_threads)
+        settings = self._process_settings()
+        settings.__enter__()
         self.metrics_file = open(self.run_dir / "metrics.csv", "a", newline="")  # noqa: SIM115
         self.metrics_writer = None
         self.tensorboard = _summary_writer(self.run_dir / "tensorboard")
@@ -161,18 +173,35 @@ class Trainer:
             self.metrics_file.close()
             if self.tensorboard is not None:
                 self.tensorboard.close()
+            settings.__exit__(None, None, None)
+        return last_checkpoint
+
+    @contextlib.contextmanager
+    def _process_settings(self):
+        """While training: SIGINT and SIGTERM stop the run, the learner's thread count, TF32 on a CUDA learner in
+        float32; each restored after."""
+        previous_handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        previous_threads = torch.get_num_threads()
+        if self.config.learner_threads:
+            torch.set_num_threads(self.config.learner_threads)
+        try:
+            with precision.tf32_matmuls(self.device.type == "cuda" and self.precision == "fp32"):
+                yield
+        finally:
             for sig, handler in previous_handlers.items():
                 signal.signal(sig, handler)
             torch.set_num_threads(previous_threads)
-        return last_checkpoint
 
     def _request_stop(self, signum, frame) -> None:
         self.stop_requested = True
 
     def _update(self, batch: dict[str, torch.Tensor], initial_state) -> dict[str, float]:
+        if self.device.type == "cuda":  # page-locked copies go to the GPU asynchronously
+            batch = {k: v.pin_memory() for k, v in batch.items()}
+            initial_state = tuple(s.pin_memory() for s in initial_state)
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        initial_state = tuple(s.to(self.device) for s in initial_state)
-        losses = impala_loss(self.agent, batch, initial_state, self.config)
+        initial_state = tuple(s.to(self.device, non_blocking=True) for s in initial_state)
+        losses = learner_losses(self.agent, batch, initial_state, self.config, self.precision)
         self.optimizer.zero_grad()
         losses["total_loss"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.agent.parameters(), self.config.grad_norm_clip)
@@ -209,7 +238,7 @@ class Trainer:
     def _checkpoint(self) -> Path:
         path = save_checkpoint(self.checkpoint_dir / f"step_{self.step:012d}.pt", self.agent, step=self.step,
                                env=self.config.env, wall_time=self.elapsed, mean_return=self._mean(self.returns),
-                               config=json.loads(self.config.to_json()))
+                               precision=self.precision, config=json.loads(self.config.to_json()))
         state = {"step": self.step, "elapsed": self.elapsed, "updates": self.updates,
                  "optimizer": self.optimizer.state_dict(), "model": self.agent.state_dict(),
                  "returns": list(self.returns), "lengths": list(self.lengths),
@@ -351,4 +380,5 @@ def resume_config(run_dir: str | Path, **overrides) -> TrainConfig:
     return replace(TrainConfig.from_json(path), out=str(run_dir), **overrides)
 
 
-__all__ = ["Trainer", "TrainerError", "checkpoint_schedule", "impala_loss", "resume_config", "train"]
+__all__ = ["Trainer", "TrainerError", "checkpoint_schedule", "impala_loss", "learner_losses", "resume_config",
+           "train"]

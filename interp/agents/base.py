@@ -50,7 +50,8 @@ class Agent(nn.Module):
         self.num_actions = num_actions
         self.config = config
         self.hook_features = HookPoint("features")
-        """the layer F_c feeding the policy and value heads, ``[..., F]``"""
+        """the layer F_c whose output ``[..., F]`` the policy and value heads read (the TimeSformer's heads read the
+        previous reward and action beside it; see :mod:`interp.atom`)"""
         self.hook_reward = HookPoint("step_input")
         self.hook_last_action = HookPoint("step_input")
 
@@ -93,7 +94,7 @@ class Agent(nn.Module):
     def outputs(self, policy_logits: torch.Tensor, baseline: torch.Tensor, **extra: torch.Tensor) -> dict:
         """``policy_logits [T, B, A]`` and ``baseline [T, B]`` -> the outputs dict, with the action chosen."""
         if self.training:
-            flat = torch.multinomial(F.softmax(policy_logits.flatten(0, 1), dim=-1), 1)
+            flat = torch.multinomial(F.softmax(policy_logits.flatten(0, 1).float(), dim=-1), 1)
             action = flat.view(policy_logits.shape[:2])
         else:
             action = policy_logits.argmax(dim=-1)

@@ -14,6 +14,11 @@ ReLU, max-pooling) pass it on correctly; everything else an agent does between i
 Tensors an operation closes over (gates, attention weights, statistics) are constants of the relevance pass, so
 relevance flows through values and cell inputs only. Outside the context both are plain calls: acting and
 training compute exactly what they compute without them.
+
+Additive constants that are not a ``Linear`` or ``Conv`` bias (a LayerNorm's bias, the spatial basis, position
+embeddings) pass through a ``HookPoint("constant")`` on their way into a :func:`proportional` operation, so a relevance
+pass can make them leaves and report the relevance they take (:class:`interp.lrp.Relevance`). With
+``zero_biases`` a LayerNorm's bias takes none, as zennit's ``zero_params=["bias"]`` does for the layers it hooks.
 """
 
 from __future__ import annotations
@@ -21,24 +26,44 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 
-_EPSILON: contextvars.ContextVar[float | None] = contextvars.ContextVar("conservative_epsilon", default=None)
+from interp.hooks import HookPoint
+
+
+@dataclass(frozen=True)
+class _Pass:
+    epsilon: float
+    zero_biases: bool
+    stabiliser: list[torch.Tensor] | None
+    """where each operation puts the relevance its stabiliser keeps (shaped like the operation's output)"""
+
+
+_PASS: contextvars.ContextVar[_Pass | None] = contextvars.ContextVar("conservative_pass", default=None)
 
 
 @contextlib.contextmanager
-def conservative_propagation(epsilon: float = 1e-6) -> Iterator[None]:
-    """Within the block, agents' forward passes build graphs whose gradient is conservative relevance."""
-    token = _EPSILON.set(epsilon)
+def conservative_propagation(epsilon: float = 1e-6, *, zero_biases: bool = False,
+                             stabiliser: list[torch.Tensor] | None = None) -> Iterator[None]:
+    """Within the block, agents' forward passes build graphs whose gradient is conservative relevance.
+
+    Args:
+        epsilon: the stabiliser of the denominators.
+        zero_biases: LayerNorm biases take no relevance.
+        stabiliser: a list to which every operation appends the relevance its stabiliser kept, ``R eps / (z + eps)``
+            shaped like its output, so that a relevance pass can account for all of it.
+    """
+    token = _PASS.set(_Pass(epsilon, zero_biases, stabiliser))
     try:
         yield
     finally:
-        _EPSILON.reset(token)
+        _PASS.reset(token)
 
 
 def active() -> bool:
-    return _EPSILON.get() is not None
+    return _PASS.get() is not None
 
 
 class _Proportional(torch.autograd.Function):
@@ -47,8 +72,8 @@ class _Proportional(torch.autograd.Function):
     zennit's rules attach to modules with a single input; residuals and gated products have several."""
 
     @staticmethod
-    def forward(ctx, fn, epsilon, *inputs):
-        ctx.fn, ctx.epsilon = fn, epsilon
+    def forward(ctx, fn, settings, *inputs):
+        ctx.fn, ctx.settings = fn, settings
         ctx.save_for_backward(*inputs)
         return fn(*inputs)
 
@@ -59,8 +84,10 @@ class _Proportional(torch.autograd.Function):
         wanted = [x for x in inputs if x.requires_grad]
         with torch.enable_grad():
             output = ctx.fn(*inputs)
-        denominator = output.detach()
-        denominator = denominator + ctx.epsilon * torch.where(denominator >= 0, 1.0, -1.0).to(denominator.dtype)
+        stabiliser = ctx.settings.epsilon * torch.where(output.detach() >= 0, 1.0, -1.0).to(output.dtype)
+        denominator = output.detach() + stabiliser
+        if ctx.settings.stabiliser is not None:
+            ctx.settings.stabiliser.append((relevance * stabiliser / denominator).detach())
         gradients = iter(torch.autograd.grad(output, wanted, relevance / denominator, allow_unused=True))
         result = []
         for x in inputs:
@@ -71,15 +98,15 @@ class _Proportional(torch.autograd.Function):
 
 def proportional(fn: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> torch.Tensor:
     """``fn(*inputs)``; in a relevance pass, relevance is shared among the inputs by their contributions."""
-    epsilon = _EPSILON.get()
-    if epsilon is None:
+    settings = _PASS.get()
+    if settings is None:
         return fn(*inputs)
-    return _Proportional.apply(fn, epsilon, *inputs)
+    return _Proportional.apply(fn, settings, *inputs)
 
 
 def passthrough(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """``fn(x)`` element-wise; in a relevance pass, relevance goes back unchanged."""
-    if _EPSILON.get() is None:
+    if _PASS.get() is None:
         return fn(x)
     return x + (fn(x) - x).detach()
 
@@ -90,14 +117,25 @@ def add(*terms: torch.Tensor) -> torch.Tensor:
 
 
 class LayerNorm(torch.nn.LayerNorm):
-    """``nn.LayerNorm``; in a relevance pass the standard deviation is a constant, so only the (linear) centring
-    and scaling carry relevance."""
+    """``nn.LayerNorm``; in a relevance pass the standard deviation is a constant, so the (linear) centring and
+    scaling pass relevance on in proportion, and the bias (through ``hook_bias``) takes its share."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.hook_bias = HookPoint("constant")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not active():
+        settings = _PASS.get()
+        if settings is None:
             return super().forward(x)
         std = torch.sqrt(x.var(dim=-1, unbiased=False, keepdim=True) + self.eps)
-        return proportional(lambda x: (x - x.mean(dim=-1, keepdim=True)) / std * self.weight + self.bias, x)
+
+        def normalise(x: torch.Tensor) -> torch.Tensor:
+            return (x - x.mean(dim=-1, keepdim=True)) / std * self.weight
+
+        if settings.zero_biases:  # the bias is added outside the rule: the denominators leave it out
+            return proportional(normalise, x) + self.bias
+        return proportional(lambda x, bias: normalise(x) + bias, x, self.hook_bias(self.bias.expand_as(x)))
 
 
 def lstm_update(gates: torch.Tensor, c: torch.Tensor, dim: int = 1) -> tuple[torch.Tensor, torch.Tensor]:

@@ -127,6 +127,7 @@ class SpatialAttention(nn.Module):
     def __init__(self, grid: tuple[int, int], image_size: int):
         super().__init__()
         self.register_buffer("basis", spatial_basis(*grid), persistent=False)
+        self.hook_basis = HookPoint("constant")
         self.hook_logits = HookPoint("attention_logits", grid, image_size)
         self.hook_weights = HookPoint("spatial", grid, image_size)
 
@@ -137,7 +138,7 @@ class SpatialAttention(nn.Module):
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor):
         """queries ``[B, H, c_k + c_s]``, keys ``[B, c_k, h, w]``, values ``[B, c_v, h, w]`` ->
         answers ``[B, H, c_v + c_s]`` and weights ``[B, H, h, w]``."""
-        basis = self.basis.expand(keys.shape[0], -1, -1, -1)
+        basis = self.hook_basis(self.basis.expand(keys.shape[0], -1, -1, -1))
         keys = torch.cat([keys, basis], dim=1)
         values = torch.cat([values, basis], dim=1)
         logits = self.hook_logits(torch.einsum("bnc,bcij->bnij", queries, keys))

@@ -17,6 +17,7 @@ from interp.agents.base import Agent, AgentConfig, PolicyValueHeads, State
 from interp.agents.conservative import LayerNorm, proportional
 from interp.agents.layers import ImpalaResNet, NatureCNN, output_grid
 from interp.agents.transformer import run_in_chunks, timesformer_core
+from interp.hooks import HookPoint
 
 PATCH_EMBEDDINGS = ("resnet", "convnet", "conv")
 
@@ -60,6 +61,7 @@ class TimeSformerAgent(Agent):
         self.grid = output_grid(self.patch_embed, obs_shape)
         patches = self.grid[0] * self.grid[1]
         self.position = nn.Parameter(torch.randn(patches, config.embed_dim) * 0.02)
+        self.hook_position = HookPoint("constant")
         self.core = timesformer_core(self.block, config.embed_dim, config.layers, config.heads, config.mem_len,
                                      self.grid, obs_shape[-1])
         self.norm = LayerNorm(config.embed_dim)
@@ -72,7 +74,8 @@ class TimeSformerAgent(Agent):
     def forward(self, inputs: dict[str, torch.Tensor], state: State) -> tuple[dict, State]:
         steps, batch = inputs["frame"].shape[:2]
         patches = self.patch_embed(self.frames(inputs)).flatten(2).transpose(1, 2)  # [T*B, N, D]
-        tokens = proportional(lambda patches: patches + self.position, patches)
+        position = self.hook_position(self.position.expand_as(patches))
+        tokens = proportional(lambda patches, position: patches + position, patches, position)
         tokens = tokens.view(steps, batch, *tokens.shape[1:])
         encoded, memory, valid = run_in_chunks(self.core, tokens, inputs["done"], *state, self.config.chunk_size)
         hidden = self.hook_features(self.project(self.norm(encoded).flatten(0, 1)).view(steps, batch, -1))

@@ -103,11 +103,12 @@ def make_env(
 
 
 def make_vector_env(
-    env_id: str, num_envs: int, *, seed: int | None = None, frame_size: int = 84, **options
+    env_id: str, num_envs: int, *, seed: int | None = None, frame_size: int = 84, num_threads: int = 0, **options
 ) -> gym.vector.VectorEnv:
     """Make ``num_envs`` environments stepped as one batch, with next-step autoreset.
 
-    Plain ALE games use ale-py's native vector env (the fastest option here, stepping games in C++ threads),
+    Plain ALE games use ale-py's native vector env (the fastest option here, stepping games in ``num_threads`` C++
+    threads; 0: one per core),
     MiniPong its own batch of games drawing into one buffer, and ALE games with HackAtari modifications
     gymnasium's SyncVectorEnv. No object masks: this is the training path. Observations are
     uint8 ``[num_envs, 4, frame_size, frame_size]``. Sub-environment ``i`` is seeded with ``seed + i``.
@@ -121,7 +122,7 @@ def make_vector_env(
         from interp.envs.atari import make_atari_vector_env
 
         options.pop("modifications", None)
-        envs = make_atari_vector_env(env_id, num_envs, frame_size=frame_size, **options)
+        envs = make_atari_vector_env(env_id, num_envs, frame_size=frame_size, num_threads=num_threads, **options)
     else:
         envs = gym.vector.SyncVectorEnv(
             [partial(make_env, env_id, frame_size=frame_size, **options) for _ in range(num_envs)]
