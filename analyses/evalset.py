@@ -10,6 +10,7 @@ import torch
 from tqdm import tqdm
 
 from interp.agents import Agent, load_agent
+from interp.agents.stepper import Stepper
 from interp.envs import make_env
 from interp.errors import UserError
 from interp.evalset import EvalSet
@@ -39,38 +40,33 @@ def eligible(masks: dict[str, np.ndarray]) -> bool:
 def build_evalset(agent: Agent, env_id: str, *, frames: int = 150, context: int = 32, seed: int = 0,
                   stride: int = 4, max_steps: int = 200_000, reference: str = "", progress: bool = True,
                   **env_options) -> EvalSet:
-    """Play ``agent`` (sampling its actions) and keep every ``stride``-th step whose frame is eligible (all objects
-    present, none overlapping), with the ``context`` steps before it, until ``frames`` are kept."""
+    """Play ``agent`` (sampling its actions with a generator seeded ``seed``) and keep every ``stride``-th step
+    whose frame is eligible (all objects present, none overlapping), with the ``context`` steps before it, until
+    ``frames`` are kept."""
     env = make_env(env_id, seed=seed, object_masks=True, **env_options)
     if tuple(env.observation_space.shape) != agent.obs_shape:
         raise UserError(f"the reference agent expects observations {agent.obs_shape}, {env_id} gives "
                         f"{tuple(env.observation_space.shape)}")
-    torch.manual_seed(seed)
-    agent.train()  # sample actions: a greedy policy can loop on a few states
+    stepper = Stepper(agent, 1, policy="sample", generator=torch.Generator().manual_seed(seed))
     obs, info = env.reset(seed=seed)
-    last_action, reward, done = 0, 0.0, True
-    state = agent.initial_state(1)
     history: deque = deque(maxlen=context)
     kept: list[dict] = []
     bar = tqdm(total=frames, desc="evaluation frames", unit="frame", disable=None if progress else True)
     for step in range(max_steps):
-        inputs = {"frame": torch.from_numpy(obs)[None, None], "last_action": torch.tensor([[last_action]]),
-                  "reward": torch.tensor([[reward]], dtype=torch.float32), "done": torch.tensor([[done]])}
-        with torch.no_grad():
-            outputs, state = agent(inputs, state)
-        action = int(outputs["action"][0, 0])
+        current = (obs, int(stepper.last_action[0]), float(stepper.reward[0]), bool(stepper.done[0]))
+        action = stepper.forward(torch.from_numpy(obs)[None])["action"]
         if len(history) == context and step % stride == 0 and eligible(info["object_masks"]):
-            kept.append({"obs": obs, "last_action": last_action, "reward": reward, "done": done, "action": action,
-                         "masks": info["object_masks"], "rgb": env.render(), "context": list(history)})
+            kept.append({"obs": obs, "last_action": current[1], "reward": current[2], "done": current[3],
+                         "action": int(action[0]), "masks": info["object_masks"], "rgb": env.render(),
+                         "context": list(history)})
             bar.update()
             if len(kept) == frames:
                 break
-        history.append((obs, last_action, reward, done))
-        obs, reward, terminated, truncated, info = env.step(action)
-        reward, last_action, done = float(reward), action, False
+        history.append(current)
+        obs, reward, terminated, truncated, info = env.step(int(action[0]))
         if terminated or truncated:
             obs, info = env.reset()
-            last_action, reward, done = 0, 0.0, True
+        stepper.advance(action, [float(reward)], starts=[terminated or truncated])
     bar.close()
     env.close()
     if len(kept) < frames:

@@ -15,6 +15,7 @@ import torch
 
 from analyses.runs import checkpoint_step, load_result, run_checkpoints, save_result
 from interp.agents import Agent, load_checkpoint
+from interp.agents.stepper import Stepper
 from interp.envs import make_vector_env
 from interp.errors import UserError
 
@@ -38,27 +39,20 @@ def play(agent: Agent | None, env_id: str, *, episodes: int = 20, policy: str = 
     obs, _ = envs.reset(seed=seed)
     generator = torch.Generator().manual_seed(seed)
     num_actions = int(envs.single_action_space.n)
-    device = agent.device if agent is not None else torch.device("cpu")
-    state = agent.initial_state(episodes) if agent is not None else None
-    inputs = {"last_action": torch.zeros(1, episodes, dtype=torch.long, device=device),
-              "reward": torch.zeros(1, episodes, device=device),
-              "done": torch.ones(1, episodes, dtype=torch.bool, device=device)}
+    stepper = (Stepper(agent, episodes, policy="greedy" if policy == "greedy" else "sample", generator=generator)
+               if policy != "random" else None)
     returns = np.zeros(episodes)
     finished = np.zeros(episodes, dtype=bool)
     while not finished.all():
-        if policy == "random":
+        if stepper is None:
             actions = torch.randint(num_actions, (episodes,), generator=generator)
         else:
-            outputs, state = agent({**inputs, "frame": torch.from_numpy(np.asarray(obs))[None].to(device)}, state)
-            logits = outputs["policy_logits"][0].float().cpu()
-            actions = (logits.argmax(-1) if policy == "greedy"
-                       else torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0])
+            actions = stepper.forward(torch.from_numpy(np.asarray(obs)))["action"].cpu()
         obs, rewards, terminated, truncated, _ = envs.step(actions.numpy())
         returns += np.where(finished, 0.0, rewards)
         finished |= np.logical_or(terminated, truncated)
-        inputs = {"last_action": actions[None].to(device),
-                  "reward": torch.as_tensor(np.asarray(rewards), dtype=torch.float32)[None].to(device),
-                  "done": torch.zeros(1, episodes, dtype=torch.bool, device=device)}
+        if stepper is not None:  # a finished game's next episode is not counted: no state reset needed
+            stepper.advance(actions, rewards, starts=np.zeros(episodes, dtype=bool))
     envs.close()
     return returns
 

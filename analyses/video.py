@@ -12,11 +12,12 @@ from tqdm import tqdm
 
 from analyses.maps import check_compatible
 from interp.agents import load_checkpoint
+from interp.agents.stepper import Stepper
 from interp.attention import image_maps
 from interp.envs import make_env
 from interp.hooks import record_attention
 from interp.render import heatmap_overlay, titled, upscale, write_mp4
-from interp.saliency import Perturbation, Steps
+from interp.saliency import Perturbation
 
 PANEL_HEIGHT = 252
 
@@ -53,36 +54,29 @@ def render_video(checkpoint: str | Path, env_id: str, frames: int, out: str | Pa
     check_compatible(agent, loaded.meta, env_id, env.observation_space.shape, Path(checkpoint))
     saliency = saliency or Perturbation()
     out = Path(out)
+    stepper = Stepper(agent, 1)
     obs, _ = env.reset(seed=seed)
-    state = agent.initial_state(1)
-    inputs = {"frame": torch.from_numpy(obs)[None, None], "last_action": torch.zeros(1, 1, dtype=torch.long),
-              "reward": torch.zeros(1, 1), "done": torch.ones(1, 1, dtype=torch.bool)}
     episode_return, video = 0.0, []
     for step in tqdm(range(frames), desc="video", unit="frame", disable=None if progress else True):
         rgb = env.render()
-        steps = Steps(inputs, state)
-        with record_attention(agent) as records, torch.no_grad():
-            outputs, next_state = agent(inputs, state)
+        frame = torch.from_numpy(obs)[None]
+        steps = stepper.steps(frame)
+        with record_attention(agent) as records:
+            outputs = stepper.forward(frame)
         attention = {name: image_maps(record, agent.obs_shape[-1]) for name, record in records.items()
                      if record.tensors}
-        maps = saliency.attribute(agent, steps)
-        panels = _panels(rgb, attention, maps)
-        row = np.concatenate(panels, axis=1)
+        row = np.concatenate(_panels(rgb, attention, saliency.attribute(agent, steps)), axis=1)
         caption = titled(np.zeros((0, row.shape[1], 3), np.uint8), f"{env_id}  step {step}  return {episode_return:g}")
         image = np.concatenate([caption, row], axis=0)
         video.append(image)
         if png_every and step % png_every == 0:
             out.parent.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(out.with_name(f"{out.stem}_{step:05d}.png")), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        action = int(outputs["action"][0, 0])
-        obs, reward, terminated, truncated, _ = env.step(action)
+        obs, reward, terminated, truncated, _ = env.step(int(outputs["action"][0]))
         episode_return += float(reward)
-        state = next_state
-        done = terminated or truncated
-        if done:
+        if terminated or truncated:
             obs, _ = env.reset()
             episode_return = 0.0
-        inputs = {"frame": torch.from_numpy(obs)[None, None], "last_action": torch.tensor([[0 if done else action]]),
-                  "reward": torch.tensor([[0.0 if done else float(reward)]]), "done": torch.tensor([[done]])}
+        stepper.advance(outputs["action"], [float(reward)], starts=[terminated or truncated])
     env.close()
     return write_mp4(out, video, fps=15)

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from train_throughput import measure_config
 
+from interp import precision
 from interp.agents import make_agent
 from interp.envs import make_vector_env
-from trainers import precision
 from trainers.config import TrainConfig
 from trainers.impala import learner_losses
 from trainers.optim import RMSpropTF

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from interp import precision
 from interp.agents import AGENTS, load_checkpoint, make_agent
 from interp.errors import UserError
-from trainers import precision
 from trainers.actor import Actor
 from trainers.config import TrainConfig, apply_preset
 from trainers.impala import Trainer, TrainerError, checkpoint_schedule, learner_losses, resume_config, train

@@ -12,9 +12,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from interp import precision
 from interp.agents import make_agent
+from interp.agents.stepper import Stepper
 from interp.envs import make_vector_env
-from trainers import precision
 from trainers.config import TrainConfig
 from trainers.rollouts import FREE, RolloutBuffers, SharedWeights
 
@@ -40,7 +41,8 @@ class RestartBudget:
 
 
 class Actor:
-    """One actor: ``E`` environments stepped together, one forward pass of the agent per step for all of them.
+    """One actor: ``E`` environments stepped together, one forward pass of the agent per step for all of them
+    (:class:`interp.agents.stepper.Stepper`, sampling actions with the actor's own generator).
 
     The vector environments reset an episode on the step after it ends (ignoring that step's action); such a step
     is recorded with ``done`` set on the reset frame, and the learner masks it out of the losses.
@@ -49,69 +51,48 @@ class Actor:
     def __init__(self, config: TrainConfig, index: int, buffers: RolloutBuffers, weights: SharedWeights,
                  seed: int):
         self.config, self.index, self.buffers, self.weights = config, index, buffers, weights
-        self.precision = precision.resolve(config.precision, "cpu")
         envs = config.envs_per_actor
-        torch.manual_seed(seed)
         self.env = make_vector_env(config.env, envs, seed=seed, frame_size=config.frame_size, **config.env_options)
         obs_shape = self.env.single_observation_space.shape
-        self.agent = make_agent(config.arch, obs_shape, int(self.env.single_action_space.n), **config.agent)
-        self.agent.train()  # sample actions
-        self.weights_version = weights.fetch(self.agent, -1)
+        agent = make_agent(config.arch, obs_shape, int(self.env.single_action_space.n), **config.agent)
+        self.weights_version = weights.fetch(agent, -1)
+        self.stepper = Stepper(agent, envs, policy="sample", generator=torch.Generator().manual_seed(seed),
+                               precision=precision.resolve(config.precision, "cpu"))
         obs, _ = self.env.reset(seed=seed)
-        self.step_inputs = {
-            "frame": torch.from_numpy(np.asarray(obs))[None],
-            "reward": torch.zeros(1, envs),
-            "done": torch.ones(1, envs, dtype=torch.bool),
-            "terminal": torch.zeros(1, envs, dtype=torch.bool),
-            "last_action": torch.zeros(1, envs, dtype=torch.int64),
-            "episode_return": torch.zeros(1, envs),
-            "episode_step": torch.zeros(1, envs, dtype=torch.int64),
-        }
-        self.state = self.agent.initial_state(envs)
-        self.needs_reset = np.zeros(envs, dtype=bool)
-        self._act()
+        self.frames = torch.from_numpy(np.asarray(obs))
+        self.terminal = torch.zeros(envs, dtype=torch.bool)
+        self.episode_return = torch.zeros(envs)
+        self.episode_step = torch.zeros(envs, dtype=torch.int64)
+        self.needs_reset = torch.zeros(envs, dtype=torch.bool)
 
-    def _act(self) -> None:
-        """Run the agent on the current frame (in the run's precision); keep its outputs and the float32 state
-        after it."""
-        with torch.no_grad(), precision.autocast(self.precision, "cpu"):
-            self.outputs, state = self.agent(self.step_inputs, self.state)
-        self.next_state = tuple(s.float() if s.is_floating_point() else s for s in state)
-
-    def _write(self, slot: int, t: int) -> None:
+    def _write(self, slot: int, t: int, outputs: dict[str, torch.Tensor]) -> None:
+        stepper = self.stepper
+        recorded = {"frame": self.frames, "reward": stepper.reward, "done": stepper.done, "terminal": self.terminal,
+                    "last_action": stepper.last_action, "episode_return": self.episode_return,
+                    "episode_step": self.episode_step}
         for name, buffer in self.buffers.data.items():
-            source = self.step_inputs if name in self.step_inputs else self.outputs
-            buffer[slot, t] = source[name][0]
+            buffer[slot, t] = recorded[name] if name in recorded else outputs[name]
 
     def fill(self, slot: int) -> None:
         """Write one rollout of ``T + 1`` steps into ``slot`` with the newest published weights."""
-        self.weights_version = self.weights.fetch(self.agent, self.weights_version)
-        self._act()  # the index-0 frame again, under the new weights
-        for buffer, tensor in zip(self.buffers.states, self.state, strict=True):
+        self.weights_version = self.weights.fetch(self.stepper.agent, self.weights_version)
+        outputs = self.stepper.forward(self.frames)  # the index-0 frame again, under the new weights
+        for buffer, tensor in zip(self.buffers.states, self.stepper.state, strict=True):
             buffer[slot] = tensor
-        self._write(slot, 0)
+        self._write(slot, 0, outputs)
         for t in range(1, self.config.unroll + 1):
-            action = self.outputs["action"][0]
+            action = outputs["action"]
             obs, reward, terminated, truncated, _ = self.env.step(action.numpy())
             reward = torch.as_tensor(np.asarray(reward), dtype=torch.float32)
-            ended = torch.as_tensor(np.logical_or(terminated, truncated))
-            reset = torch.as_tensor(self.needs_reset)
-            previous = self.step_inputs
-            episode_return = torch.where(reset, 0.0, previous["episode_return"][0] + reward)
-            episode_step = torch.where(reset, 0, previous["episode_step"][0] + 1)
-            self.step_inputs = {
-                "frame": torch.from_numpy(np.asarray(obs))[None],
-                "reward": torch.where(reset, 0.0, reward)[None],
-                "done": reset[None],
-                "terminal": ended[None],
-                "last_action": torch.where(reset, 0, action)[None],
-                "episode_return": episode_return[None],
-                "episode_step": episode_step[None],
-            }
-            self.needs_reset = ended.numpy().copy()
-            self.state = self.next_state
-            self._act()
-            self._write(slot, t)
+            reset = self.needs_reset
+            self.episode_return = torch.where(reset, 0.0, self.episode_return + reward)
+            self.episode_step = torch.where(reset, 0, self.episode_step + 1)
+            self.terminal = torch.as_tensor(np.logical_or(terminated, truncated))
+            self.needs_reset = self.terminal.clone()
+            self.stepper.advance(action, reward, starts=reset)
+            self.frames = torch.from_numpy(np.asarray(obs))
+            outputs = self.stepper.forward(self.frames)
+            self._write(slot, t, outputs)
         self.buffers.mark_full(slot)
 
     def close(self) -> None:

@@ -1,96 +1,144 @@
-"""Training configuration: one frozen dataclass, saved as ``RUN_DIR/config.json``, and the thesis presets."""
+"""Training configuration: one frozen dataclass, saved as ``RUN_DIR/config.json``, and the named presets.
+
+``interp train``'s flags are generated from the fields (:mod:`interp.options`): each field's docstring is its help,
+and ``metadata={"resume": True}`` marks the settings of the machine, which ``--resume`` may change.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from interp.cluster import BACKENDS
 from interp.errors import UserError
-from trainers.precision import PRECISIONS
+from interp.precision import PRECISIONS
 
 OPTIMIZERS = ("rmsprop_tf1", "rmsprop_torch")
+PRESETS = ("thesis", "monobeast", "pong")
+
+
+def _machine(**metadata) -> dict:
+    """Metadata of a setting of the machine rather than of the run (``--resume`` may change it)."""
+    return {"resume": True, **metadata}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines a training run (CLI flags map onto these fields)."""
+    """Everything that defines a training run."""
 
-    arch: str = "baseline"
+    arch: str = field(default="baseline", metadata={"cli": False})
     """architecture name from ``interp.agents.AGENTS``"""
     env: str = "MiniPong-v0"
-    """environment id"""
-    steps: int = 1_000_000
+    """environment id (``interp envs`` lists them)"""
+    steps: int = field(default=1_000_000, metadata=_machine())
     """environment steps (agent steps, over all environments) to train for"""
-    out: str = "runs/train"
+    out: str = field(default="runs/train", metadata={"cli": False})
     """run directory"""
-    actors: int = 2
-    """actor processes; 0 runs one actor in the learner's process, synchronously (fully reproducible)"""
-    envs_per_actor: int = 8
+    actors: int = field(default=2, metadata=_machine())
+    """actor processes; 0 runs one actor in the learner's process, synchronously (exactly reproducible)"""
+    envs_per_actor: int = field(default=8, metadata=_machine())
     """environments each actor steps as one batch (batched inference)"""
     batch_size: int = 16
-    """environments' rollouts per learner update; a multiple of envs_per_actor"""
+    """rollouts per learner update, in environments; a multiple of envs-per-actor"""
     unroll: int = 20
-    """steps per rollout (T)"""
-    learner_threads: int = 0
-    """torch threads of the learner (0: torch's default, one per core). On few cores, one learner thread beside one
-    actor can be fastest: the actors need cores too (README, "Training on few cores")"""
+    """rollout length T"""
+    learner_threads: int = field(default=0, metadata=_machine())
+    """torch threads of the learner (0: torch's default, one per core; on 2 cores with 1 actor, 1 can be fastest)"""
     num_buffers: int = 0
     """rollout slots in shared memory (0: two per actor, at least enough for two batches)"""
-    optimizer: str = "rmsprop_tf1"
-    """``rmsprop_tf1``: RMSProp as IMPALA ran it (TensorFlow 1: the mean square starts at one, epsilon under the square
-    root; :mod:`trainers.optim`); ``rmsprop_torch``: ``torch.optim.RMSprop`` (MonoBeast's), whose first updates are
-    ~10x the learning rate and kill the first convolution on ALE Pong within a few updates"""
+    optimizer: str = field(default="rmsprop_tf1", metadata={"choices": OPTIMIZERS})
+    """rmsprop_tf1: RMSProp as IMPALA ran it (TensorFlow 1: the mean square starts at one, epsilon under the square
+    root; trainers.optim); rmsprop_torch: torch.optim.RMSprop (MonoBeast's), whose first updates are ~10x the
+    learning rate and kill the first convolution on ALE Pong within a few updates"""
     lr: float = 6e-4
+    """learning rate"""
     rmsprop_alpha: float = 0.99
+    """RMSProp's decay of the mean square"""
     rmsprop_eps: float = 0.01
+    """RMSProp's epsilon"""
     rmsprop_momentum: float = 0.0
+    """RMSProp's momentum"""
     discounting: float = 0.99
+    """discount factor gamma"""
     baseline_cost: float = 0.5
+    """weight of the value loss"""
     entropy_cost: float = 0.01
+    """entropy bonus weight"""
     grad_norm_clip: float = 40.0
+    """gradients are clipped to this norm"""
     reward_clip: float = 1.0
-    """rewards are clipped to [-reward_clip, reward_clip] for learning (0: no clipping)"""
+    """rewards are clipped to [-reward-clip, reward-clip] for learning (0: no clipping)"""
     seed: int = 0
-    device: str = "cpu"
-    precision: str = "auto"
-    """``bf16``: the learner's forward and backward passes and the actors' inference under bfloat16 autocast (weights,
-    optimizer state, V-trace and losses in float32); ``fp32``; ``auto``: bf16 on a CPU with native bfloat16
-    (AVX512-BF16, AMX) or a CUDA device that has it, else fp32 (TF32 products on CUDA)"""
+    """random seed"""
+    device: str = field(default="cpu", metadata=_machine())
+    """cpu or cuda (cuda:N), for the learner"""
+    precision: str = field(default="auto", metadata=_machine(choices=PRECISIONS))
+    """bf16: the learner's forward and backward passes and the actors' inference under bfloat16 autocast (weights,
+    optimizer state, V-trace and losses in float32); fp32; auto: bf16 on a CPU with native bfloat16 (AVX512-BF16,
+    AMX) or a CUDA device that has it, else fp32 (TF32 products on CUDA)"""
     checkpoint_every: int = 100_000
-    """steps between checkpoints after the log-spaced early ones"""
+    """steps between the regular checkpoints after the log-spaced early ones"""
     first_checkpoint: int = 100
     """the first of the log-spaced early checkpoints (1-2-5 steps: 100, 200, 500, 1000, ...) after step 0"""
     frame_size: int = 84
-    agent: dict = field(default_factory=dict)
-    """architecture options, e.g. ``{"mem_len": 40}``"""
-    env_options: dict = field(default_factory=dict)
-    """environment options, e.g. ``{"points": 3}`` or ``{"modifications": ["lazy_enemy"]}``"""
+    """observation side: 84, or 42 (the thesis' small setting)"""
+    agent: dict = field(default_factory=dict, metadata={"key_values": True, "flags": ("--agent-option",)})
+    """architecture option, e.g. mem_len=40"""
+    env_options: dict = field(default_factory=dict, metadata={"key_values": True, "flags": ("--env-option",)})
+    """environment option, e.g. points=3 or modifications=["lazy_enemy"]"""
     max_actor_restarts: int = 3
     """an actor that dies is restarted this many times in all before the run stops with an error"""
-    preset: str = ""
-    """the named preset these settings came from, if any"""
-    backend: str = "local"
-    """``local``: actor processes on this machine sharing memory with the learner; ``ray``: Ray actors"""
-    ray_address: str = ""
-    """the Ray cluster to use with ``backend="ray"`` (empty: start Ray on this machine)"""
+    preset: str = field(default="", metadata={"choices": PRESETS})
+    """named settings: thesis (Appendix A's sequence and batch sizes), monobeast (TorchBeast's defaults) or pong
+    (what learns ALE Pong on a few cores; README, "Training on ALE games"); flags given explicitly still win"""
+    backend: str = field(default="local", metadata=_machine(choices=BACKENDS))
+    """local: actor processes on this machine sharing memory with the learner; ray: Ray actors (pip install
+    '.[ray]')"""
+    ray_address: str = field(default="", metadata=_machine())
+    """with --backend ray: a running Ray cluster (default: start Ray on this machine)"""
 
     def __post_init__(self) -> None:
-        if self.actors < 0 or self.envs_per_actor < 1 or self.unroll < 1 or self.steps < 0 or self.learner_threads < 0:
-            raise UserError("actors, steps and learner threads must be >= 0, envs-per-actor and unroll >= 1")
-        if self.first_checkpoint < 1:
-            raise UserError(f"first checkpoint must be at least 1 step, not {self.first_checkpoint}")
+        problems = [problem for problem in (self._count_problems(), self._value_problems()) if problem]
+        if problems:
+            raise UserError("; ".join(problems))
+
+    def _count_problems(self) -> str:
+        wrong = [f"{name.replace('_', '-')} {getattr(self, name)}" for name, low in (
+            ("actors", 0), ("envs_per_actor", 1), ("batch_size", 1), ("unroll", 1), ("steps", 0),
+            ("learner_threads", 0), ("num_buffers", 0), ("checkpoint_every", 1), ("first_checkpoint", 1),
+            ("max_actor_restarts", 0), ("seed", 0)) if not isinstance(getattr(self, name), int)
+            or getattr(self, name) < low]
+        if wrong:
+            return f"out of range: {', '.join(wrong)} (counts are whole numbers >= 0; envs-per-actor, batch size, " \
+                   "unroll and the checkpoint steps >= 1)"
         if self.batch_size % self.envs_per_actor:
-            raise UserError(f"batch size {self.batch_size} must be a multiple of envs-per-actor {self.envs_per_actor}")
-        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise UserError(f"device must be cpu or cuda, got {self.device!r}")
-        if self.precision not in PRECISIONS:
-            raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise UserError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.backend not in BACKENDS:
-            raise UserError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+            return f"batch size {self.batch_size} must be a multiple of envs-per-actor {self.envs_per_actor}"
+        if self.frame_size not in (42, 84):
+            return f"frame size must be 84 or 42, not {self.frame_size}"
+        return ""
+
+    def _value_problems(self) -> str:
+        positive, fraction, non_negative = (lambda v: v > 0), (lambda v: 0 <= v < 1), (lambda v: v >= 0)
+        checks = {"lr": positive, "rmsprop_eps": positive, "grad_norm_clip": positive, "rmsprop_alpha": fraction,
+                  "rmsprop_momentum": fraction, "discounting": lambda v: 0 <= v <= 1, "baseline_cost": non_negative,
+                  "entropy_cost": non_negative, "reward_clip": non_negative}
+        wrong = [name.replace("_", "-") for name, ok in checks.items()
+                 if not (_finite(getattr(self, name)) and ok(getattr(self, name)))]
+        if wrong:
+            return (f"out of range: {', '.join(wrong)} (learning rate, epsilon and clip > 0; alpha and momentum in "
+                    "[0, 1); discounting in [0, 1]; costs and reward clip >= 0; all finite)")
+        for name, allowed in (("device", None), ("precision", PRECISIONS), ("optimizer", OPTIMIZERS),
+                              ("backend", BACKENDS), ("preset", ("", *PRESETS))):
+            value = getattr(self, name)
+            if allowed is None and value not in ("cpu", "cuda") and not str(value).startswith("cuda:"):
+                return f"device must be cpu or cuda, got {value!r}"
+            if allowed is not None and value not in allowed:
+                return f"{name} must be one of {', '.join(a for a in allowed if a)}, got {value!r}"
+        if not isinstance(self.agent, dict) or not isinstance(self.env_options, dict):
+            return "agent and env options must be mappings of names to values"
+        return ""
 
     @property
     def slots_per_batch(self) -> int:
@@ -103,15 +151,34 @@ class TrainConfig:
         wanted = max(self.num_buffers, 2 * actors, 2 * self.slots_per_batch)
         return -(-wanted // actors) * actors
 
+    @classmethod
+    def resumable(cls) -> tuple[str, ...]:
+        """The settings ``--resume`` may change: those of the machine, not of the run."""
+        return tuple(f.name for f in fields(cls) if f.metadata.get("resume"))
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, path: str | Path) -> TrainConfig:
-        data = json.loads(Path(path).read_text())
+        """The configuration saved at ``path``; a file that is not one is a :class:`UserError`."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise UserError(f"{path}: not a readable run configuration ({error})") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: not a run configuration (a JSON object is expected)")
         known = {f.name for f in fields(cls)}
         data.setdefault("optimizer", "rmsprop_torch")  # runs written before the setting existed used torch's
-        return cls(**{k: v for k, v in data.items() if k in known})
+        data.setdefault("precision", "fp32")  # and float32
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except (TypeError, ValueError) as error:
+            raise UserError(f"{path}: not a valid run configuration ({error})") from None
+
+
+def _finite(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # Thesis Appendix A (tables A.1, A.2). Actors and buffers there are for a GPU cluster; the presets keep this
@@ -127,12 +194,14 @@ THESIS = {
                           "agent": {"chunk_size": 10, "embed_dim": 16, "patch_size": 7, "layers": 1}},
     "baseline": {"unroll": 80, "batch_size": 8},
 }
-PRESETS = ("thesis", "monobeast")
+# What learned ALE Pong on this project's 2-core machine (README, "Training on ALE games"; docs/pong/).
+PONG = {"env": "ALE/Pong-v5", "entropy_cost": 0.0006, "agent": {"scale_frames": True}}
 
 
 def apply_preset(config: TrainConfig, preset: str) -> TrainConfig:
     """``thesis``: Appendix A's unroll, chunk and batch sizes for the architecture (envs per actor adjusted to divide
-    the batch); ``monobeast``: TorchBeast MonoBeast's defaults (RMSprop 4.8e-4, entropy 0.0006, batch 8, unroll 80)."""
+    the batch); ``monobeast``: TorchBeast MonoBeast's defaults (torch's RMSprop at 4.8e-4, entropy 0.0006, batch
+    8, unroll 80); ``pong``: :data:`PONG`. Agent options given in ``config`` win over the preset's."""
     if preset == "thesis":
         settings = dict(THESIS[config.arch])
         agent = {**settings.pop("agent", {}), **config.agent}
@@ -143,4 +212,8 @@ def apply_preset(config: TrainConfig, preset: str) -> TrainConfig:
         envs = next(e for e in range(min(config.envs_per_actor, 8), 0, -1) if 8 % e == 0)
         return replace(config, optimizer="rmsprop_torch", lr=4.8e-4, entropy_cost=0.0006, batch_size=8, unroll=80,
                        envs_per_actor=envs, preset=preset)
+    if preset == "pong":
+        settings = dict(PONG)
+        agent = {**settings.pop("agent", {}), **config.agent}
+        return replace(config, **settings, agent=agent, preset=preset)
     raise UserError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")

@@ -22,11 +22,12 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from interp import precision
 from interp.agents import make_agent, save_checkpoint
 from interp.envs import make_env
 from interp.errors import UserError
 from interp.files import atomic_path
-from trainers import precision, vtrace
+from trainers import vtrace
 from trainers.actor import Actor, RestartBudget, TrainerError, actor_slots, run_actor_process
 from trainers.config import TrainConfig
 from trainers.optim import RMSpropTF

@@ -11,7 +11,7 @@ import difflib
 from dataclasses import fields
 
 from interp.agents.adaptive import AdaptiveAgent
-from interp.agents.base import Agent, AgentConfig, State
+from interp.agents.base import Agent, AgentConfig, State, orthogonal_init_
 from interp.agents.baseline import BaselineAgent
 from interp.agents.checkpoint import Checkpoint, CheckpointError, load_agent, load_checkpoint, save_checkpoint
 from interp.agents.mott import MottAgent
@@ -37,7 +37,8 @@ def make_agent(name: str, obs_shape: tuple[int, int, int] = (4, 84, 84), num_act
     unknown = sorted(set(config) - allowed)
     if unknown:
         raise UserError(f"unknown option(s) {unknown} for {name}; allowed: {', '.join(sorted(allowed))}")
-    return cls(tuple(obs_shape), num_actions, cls.Config(**config))
+    agent = cls(tuple(obs_shape), num_actions, cls.Config(**config))
+    return orthogonal_init_(agent) if agent.config.init == "orthogonal" else agent
 
 
 __all__ = ["AGENTS", "Agent", "AgentConfig", "Checkpoint", "CheckpointError", "State", "load_agent",

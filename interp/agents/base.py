@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
@@ -28,12 +29,27 @@ from interp.hooks import HookPoint
 State = tuple[torch.Tensor, ...]
 
 
+INITIALISATIONS = ("torch", "orthogonal")
+
+
 @dataclass(frozen=True)
 class AgentConfig:
     """Options every agent has."""
 
     scale_frames: bool = False
-    """divide frames by 255; the thesis found not scaling slightly better (4.2.4)"""
+    """divide frames by 255, as SB3, CleanRL and TorchBeast do. The thesis found not scaling slightly better (4.2.4),
+    but RMSProp's steps do not shrink with the inputs' scale: unscaled, a first-layer step moves its outputs 255
+    times further (README, "Training on ALE games")"""
+    init: str = "torch"
+    """``torch``: each layer's PyTorch default; ``orthogonal``: the Atari baselines' (SB3, CleanRL): orthogonal
+    weights with gain sqrt(2), 0.01 for the policy layer and 1 for the value layer, zero biases (layers built to
+    start at zero, and the GTrXL gates' biases, keep their start). PyTorch's default draws weights with a third of
+    the variance that keeps a ReLU layer's output as varied as its input, so through the Nature CNN the
+    differences between two frames shrink ~10x before the heads"""
+
+    def __post_init__(self) -> None:
+        if self.init not in INITIALISATIONS:
+            raise ValueError(f"init must be one of {INITIALISATIONS}, got {self.init!r}")
 
 
 class Agent(nn.Module):
@@ -104,6 +120,22 @@ class Agent(nn.Module):
 def reset_where(done: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
     """Zero the batch rows of ``state`` (batch-first) where ``done`` ``[B]`` is True."""
     return torch.where(done.view(-1, *([1] * (state.dim() - 1))), torch.zeros_like(state), state)
+
+
+@torch.no_grad()
+def orthogonal_init_(agent: Agent) -> Agent:
+    """The ``orthogonal`` initialisation of :class:`AgentConfig`, in place."""
+    for name, module in agent.named_modules():
+        if not isinstance(module, nn.Linear | nn.Conv2d) or not module.weight.any():  # zero by design
+            continue
+        gain = {"heads.policy": 0.01, "heads.baseline": 1.0}.get(name, math.sqrt(2))
+        module.weight.copy_(nn.init.orthogonal_(torch.empty(module.weight.shape), gain))  # any memory format
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    for module in agent.modules():
+        if hasattr(module, "reset_gate_bias"):
+            module.reset_gate_bias()
+    return agent
 
 
 class PolicyValueHeads(nn.Module):

@@ -32,6 +32,7 @@ class MottConfig(AgentConfig):
     """LSTM size"""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.vision not in VISIONS:
             raise ValueError(f"vision must be one of {VISIONS}, got {self.vision!r}")
 

@@ -6,29 +6,26 @@ import numpy as np
 import torch
 
 from interp.agents.base import Agent
+from interp.agents.stepper import Stepper
 
 
 class AgentPolicy:
     """``policy(obs) -> action`` for an agent that needs its state, previous action and reward: call ``reset()`` at
-    each episode start and ``observe(reward)`` after each step. Greedy (the most likely action) by default."""
+    each episode start and ``observe(reward)`` after each step. Greedy (the most likely action) by default; with
+    ``greedy=False`` actions are drawn with ``generator``."""
 
-    def __init__(self, agent: Agent, greedy: bool = True):
-        self.agent = agent.eval() if greedy else agent.train()
-        self.reset()
+    def __init__(self, agent: Agent, greedy: bool = True, generator: torch.Generator | None = None):
+        self.stepper = Stepper(agent, 1, policy="greedy" if greedy else "sample", generator=generator)
+        self.action: torch.Tensor | None = None
 
     def reset(self) -> None:
-        self.state = self.agent.initial_state(1)
-        self.last_action, self.reward, self.done = 0, 0.0, True
+        self.stepper.reset()
+        self.action = None
 
     def observe(self, reward: float) -> None:
-        self.reward = float(reward)
+        """The reward of the action :meth:`__call__` chose; the episode goes on."""
+        self.stepper.advance(self.action, [reward], starts=[False])
 
-    @torch.no_grad()
     def __call__(self, obs: np.ndarray) -> int:
-        inputs = {"frame": torch.from_numpy(np.asarray(obs))[None, None].to(self.agent.device),
-                  "last_action": torch.tensor([[self.last_action]], device=self.agent.device),
-                  "reward": torch.tensor([[self.reward]], device=self.agent.device),
-                  "done": torch.tensor([[self.done]], device=self.agent.device)}
-        outputs, self.state = self.agent(inputs, self.state)
-        self.last_action, self.done = int(outputs["action"][0, 0]), False
-        return self.last_action
+        self.action = self.stepper.forward(torch.from_numpy(np.asarray(obs))[None])["action"]
+        return int(self.action[0])

@@ -40,6 +40,7 @@ class TimeSformerConfig(AgentConfig):
     chunk_size: int = 80
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.patch_embedding not in PATCH_EMBEDDINGS:
             raise ValueError(f"patch_embedding must be one of {PATCH_EMBEDDINGS}, got {self.patch_embedding!r}")
 

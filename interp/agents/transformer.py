@@ -130,7 +130,12 @@ class GRUGate(nn.Module):
         self.update_gate = nn.Linear(2 * dim, dim)
         self.candidate_input = nn.Linear(dim, dim)
         self.candidate_state = nn.Linear(dim, dim, bias=False)
-        nn.init.constant_(self.update_gate.bias, bias)
+        self.gate_bias = bias
+        self.reset_gate_bias()
+
+    @torch.no_grad()
+    def reset_gate_bias(self) -> None:
+        nn.init.constant_(self.update_gate.bias, self.gate_bias)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         both = torch.cat([y, x], dim=-1)

@@ -1,9 +1,9 @@
-"""Mixed precision for training: the agents' forward and backward passes under bfloat16 autocast, everything else
-in float32.
+"""Mixed precision: the agents' forward (and the learner's backward) passes under bfloat16 autocast, everything
+else in float32.
 
 Weights and the optimizer's state stay float32 (autocast casts a copy of each weight for the matrix products), and
-so do V-trace, the losses, their reductions and the gradient clipping (:func:`trainers.impala.impala_loss` takes the
-outputs in float32). Checkpoints therefore hold float32 weights, and analyses run in float32 as before.
+so do V-trace, the losses, their reductions and the gradient clipping (:func:`trainers.impala.impala_loss`
+takes the outputs in float32). Checkpoints therefore hold float32 weights, and analyses run in float32 as before.
 """
 
 from __future__ import annotations

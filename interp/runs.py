@@ -1,0 +1,162 @@
+"""A run: checkpoints by training step, the environment the agent played, and where the run's analyses live.
+
+Every analysis relies on this contract alone: an ordered set of ``(step, checkpoint file)`` and the environment
+(id and options, the frame size among them). ``interp train`` writes a run in this layout, through :class:`Run`:
+
+    RUN_DIR/config.json                       the TrainConfig
+    RUN_DIR/checkpoints/step_<12 digits>.pt   checkpoints (interp.agents.save_checkpoint)
+    RUN_DIR/metrics.csv, tensorboard/         one row per update
+    RUN_DIR/trainer_state.pt                  optimizer, step and RNG state for --resume
+    RUN_DIR/analysis/                         tables, plots, stills, video; cache/ holds one result per stage and
+                                              checkpoint
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from interp.agents import Checkpoint, load_checkpoint
+from interp.errors import UserError
+
+CHECKPOINT_NAME = re.compile(r"step_(\d{12})\.pt")
+
+
+def checkpoint_name(step: int) -> str:
+    """The file name of the checkpoint at ``step``: ``step_<12 digits>.pt``."""
+    if step < 0:
+        raise ValueError(f"a checkpoint's step is >= 0, not {step}")
+    return f"step_{step:012d}.pt"
+
+
+@dataclass(frozen=True)
+class Environment:
+    """What the agent played: the environment id and its options, the frame size among them."""
+
+    id: str
+    options: dict = field(default_factory=dict)
+
+    @property
+    def frame_size(self) -> int:
+        return int(self.options.get("frame_size", 84))
+
+
+class Run:
+    """A run's checkpoints by step (sorted), its environment, its configuration (None for a run written elsewhere)
+    and its analysis folder.
+
+    >>> run = Run.open("runs/mott")
+    >>> run.steps[-1], run.final, run.environment.id
+    >>> run.read_table("atom.csv")
+    """
+
+    def __init__(self, directory: str | Path, checkpoints: dict[int, Path], environment: Environment, *,
+                 config=None, analysis: str | Path | None = None):
+        self.directory = Path(directory)
+        self.checkpoints = dict(sorted(checkpoints.items()))
+        self.environment = environment
+        self.config = config
+        """the run's ``trainers.config.TrainConfig``, when ``interp train`` wrote it"""
+        self.analysis = Path(analysis) if analysis is not None else self.directory / "analysis"
+
+    @classmethod
+    def open(cls, directory: str | Path, *, analysis: str | Path | None = None) -> Run:
+        """The run ``interp train`` wrote in ``directory``."""
+        from trainers.config import TrainConfig
+
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise UserError(f"{directory}: no such run directory")
+        checkpoints = {int(match.group(1)): path for path in (directory / "checkpoints").glob("step_*.pt")
+                       if (match := CHECKPOINT_NAME.fullmatch(path.name))}
+        if not checkpoints:
+            raise UserError(f"{directory}: no checkpoints (expected {directory / 'checkpoints'}/step_*.pt)")
+        config_path = directory / "config.json"
+        config = TrainConfig.from_json(config_path) if config_path.exists() else None
+        if config is not None:
+            environment = Environment(config.env, {"frame_size": config.frame_size, **config.env_options})
+        else:
+            environment = _environment_of(load_checkpoint(checkpoints[max(checkpoints)]), directory)
+        return cls(directory, checkpoints, environment, config=config, analysis=analysis)
+
+    # ---- checkpoints ----
+
+    @property
+    def name(self) -> str:
+        return self.directory.name
+
+    @property
+    def steps(self) -> list[int]:
+        return list(self.checkpoints)
+
+    @property
+    def final(self) -> int:
+        """The step of the newest checkpoint."""
+        return self.steps[-1]
+
+    def checkpoint(self, step: int) -> Path:
+        if step not in self.checkpoints:
+            raise UserError(f"{self.directory}: no checkpoint at step {step} (steps: {_some(self.steps)})")
+        return self.checkpoints[step]
+
+    def step_of(self, path: str | Path) -> int:
+        """The step of one of the run's checkpoint files."""
+        for step, known in self.checkpoints.items():
+            if Path(path) == known:
+                return step
+        raise UserError(f"{path} is not a checkpoint of {self.directory}")
+
+    def load(self, step: int) -> Checkpoint:
+        return load_checkpoint(self.checkpoint(step))
+
+    # ---- the files interp train writes ----
+
+    def checkpoint_path(self, step: int) -> Path:
+        """Where the trainer writes the checkpoint of ``step``."""
+        return self.directory / "checkpoints" / checkpoint_name(step)
+
+    @property
+    def config_path(self) -> Path:
+        return self.directory / "config.json"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.directory / "metrics.csv"
+
+    @property
+    def state_path(self) -> Path:
+        return self.directory / "trainer_state.pt"
+
+    # ---- analyses ----
+
+    @property
+    def cache(self) -> Path:
+        """One folder per stage and options, one result file per checkpoint (:mod:`analyses.stages`)."""
+        return self.analysis / "cache"
+
+    def read_table(self, name: str) -> pd.DataFrame | None:
+        """A tidy CSV of the run (``metrics.csv`` in the run directory, any other in the analysis folder), or None
+        when it has not been written yet."""
+        path = self.metrics_path if name == "metrics.csv" else self.analysis / name
+        if not path.exists():
+            return None
+        try:
+            return pd.read_csv(path, keep_default_na=False, na_values=[""])
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+            raise UserError(f"{path}: not a readable table ({str(error).splitlines()[0]})") from None
+
+
+def _environment_of(checkpoint: Checkpoint, directory: Path) -> Environment:
+    config = checkpoint.meta.get("config") or {}
+    env = config.get("env") or checkpoint.meta.get("env")
+    if not env:
+        raise UserError(f"{directory}: neither config.json nor the checkpoints name the environment")
+    frame_size = config.get("frame_size", checkpoint.agent.obs_shape[-1])
+    return Environment(env, {"frame_size": frame_size, **config.get("env_options", {})})
+
+
+def _some(steps: list[int]) -> str:
+    return ", ".join(map(str, steps[:5])) + (" ..." if len(steps) > 5 else "")
