@@ -2,8 +2,9 @@
 
 ``RUN_DIR/analysis/atom.csv`` is tidy, one value per row: ``step, method, metric, object, value``, where
 
-- ``method = atom``: ``hierarchical``, ``hierarchical_share`` per object, ``combinatorial`` per object set
-  (``ball+player``), ``selected_neurons`` (mean size of ``S``);
+- ``method = atom``: the metrics of :meth:`interp.atom.Atom.metrics` (``hierarchical``, ``hierarchical_share`` per
+  object, ``combinatorial`` per object set such as ``ball+player``, ``frames``, ``empty_selection``,
+  ``selected_neurons``, ``relevance_at_pixels``, ``pass1_share`` per part);
 - ``method = perturbation | gradient | smoothgrad | lrp``: ``profile_share`` per object, the same per-object profile
   from that saliency method (robustness across methods, the follow-up paper);
 - ``method = <a>~<b>``: ``spearman``, the rank correlation of two methods' object profiles;
@@ -11,55 +12,63 @@
   ``mean_distance`` per ball, and its ``mean_return``;
 - ``method = training``: ``mean_return``, the mean episode return when the checkpoint was written.
 
-Each checkpoint's rows are kept under ``analysis/cache/`` (see :mod:`analyses.runs`), so a second run computes
-only checkpoints it has not seen. ``analysis/atom.png`` plots the object shares against the
-training step with the return on a second axis.
+``analysis/atom.png`` plots the object shares against the training step with the return on a second axis.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from functools import partial
+import html
+from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from analyses.maps import MAP_METHODS, check_compatible, check_methods, maps_for_run
-from analyses.runs import cache_dir, checkpoint_step, for_each_checkpoint, load_result, run_checkpoints, save_result
-from interp.agents import load_checkpoint
+from analyses import page, plots
+from analyses.maps import MAP_METHODS, check_methods
+from analyses.stage import Job, Stage, load_result, table_of, write_table
 from interp.agents.policy import AgentPolicy
 from interp.atom import Atom, object_profile
 from interp.envs.probe import dual_ball_probe
-from interp.evalset import EvalSet, load_evalset, pre_step_state
-from interp.files import atomic_path
-from interp.saliency import Steps
+from interp.evalset import load_evalset, pre_step_state
+from interp.runs import Run
+from interp.steps import Steps
 
 COLUMNS = ["step", "method", "metric", "object", "value"]
 
 
-def atom_for_checkpoint(checkpoint: Path, evalset: EvalSet | Path, atom: Atom, maps_paths: dict[int, Path],
-                        methods: tuple[str, ...], probe: bool) -> pd.DataFrame:
-    """The rows of one checkpoint (without the step column); the saliency profiles come from the run's cached
-    maps (``maps_paths``, see :func:`analyses.maps.maps_for_run`)."""
-    if not isinstance(evalset, EvalSet):
-        evalset = load_evalset(evalset)
-    loaded = load_checkpoint(checkpoint)
-    agent = loaded.agent.eval()
-    check_compatible(agent, loaded.meta, evalset.env, evalset.obs.shape[1:], checkpoint)
+@dataclass(frozen=True)
+class AtomOptions(Atom):
+    methods: tuple[str, ...] = MAP_METHODS
+    """comma-separated saliency methods whose object profiles are compared with ATOM's (empty: none)"""
+    probe: bool | None = field(default=None)
+    """run the dual-ball probe per checkpoint (default: on MiniPong-TwoBall)"""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_methods(self.methods)
+
+
+def compute(job: Job) -> pd.DataFrame:
+    """The rows of one checkpoint (without the step column); the saliency profiles come from the run's cached maps."""
+    options: AtomOptions = job.options
+    evalset = load_evalset(job.evalset)
+    loaded = job.load(evalset)
+    agent = loaded.agent
     steps = Steps(evalset.step_inputs(), pre_step_state(agent, evalset))
-    table = atom.compute(agent, steps, evalset.masks).assign(method="atom")
+    table = options.compute(agent, steps, evalset.masks).assign(method="atom")
     profiles = {"atom": table[table.metric == "hierarchical_share"].set_index("object")["value"]}
-    if methods:
-        maps = load_result(maps_paths[checkpoint_step(checkpoint)])
-        for method in methods:
-            profiles[method] = object_profile(maps[f"{method}/{atom.target}"], evalset.masks)
+    if options.methods:
+        maps = load_result(job.needed["maps"])
+        for method in options.methods:
+            profiles[method] = object_profile(maps[f"{method}/{options.target}"], evalset.masks)
     rows = [(method, "profile_share", name, float(value))
             for method, profile in profiles.items() if method != "atom" for name, value in profile.items()]
     for first, second in combinations(profiles, 2):
         correlation = profiles[first].rank().corr(profiles[second].rank())
         rows.append((f"{first}~{second}", "spearman", "", float(correlation)))
+    probe = options.probe if options.probe is not None else evalset.env.startswith("MiniPong-TwoBall")
     if probe:
         result = dual_ball_probe(AgentPolicy(agent), frame_size=agent.obs_shape[-1])
         for record in result.to_dict("records"):
@@ -72,47 +81,18 @@ def atom_for_checkpoint(checkpoint: Path, evalset: EvalSet | Path, atom: Atom, m
     return pd.concat([table, extra], ignore_index=True)
 
 
-def atom_for_run(run_dir: str | Path, evalset_path: str | Path, *, atom: Atom | None = None,
-                 methods: tuple[str, ...] = MAP_METHODS, probe: bool | None = None, workers: int = 1,
-                 backend: str = "local", progress: bool = True) -> pd.DataFrame:
-    """ATOM of every checkpoint of ``run_dir`` on the evaluation set; writes ``analysis/atom.csv`` and
-    ``analysis/atom.png`` and returns the table. ``methods``: saliency methods whose object profiles are compared
-    with ATOM's. ``probe``: run the dual-ball probe (default: for MiniPong-TwoBall evaluation sets)."""
-    run_dir, evalset_path = Path(run_dir), Path(evalset_path)
-    atom = atom or Atom()
-    methods = tuple(methods)
-    check_methods(methods)
-    checkpoints = run_checkpoints(run_dir)
-    evalset = load_evalset(evalset_path)
-    if probe is None:
-        probe = evalset.env.startswith("MiniPong-TwoBall")
-    maps_paths = maps_for_run(run_dir, evalset_path, methods, workers=workers, backend=backend,
-                              progress=progress) if methods else {}
-    cache = cache_dir(run_dir, "atom", evalset_path, {"atom": asdict(atom), "methods": methods, "probe": probe})
-    in_process = workers <= 1 and backend == "local"
-    job = partial(atom_for_checkpoint, evalset=evalset if in_process else evalset_path, atom=atom,
-                  maps_paths=maps_paths, methods=methods, probe=probe)
-    results = for_each_checkpoint(checkpoints, cache, ".csv", job, workers=workers, backend=backend, desc="ATOM",
-                                  progress=progress)
-    result = pd.concat([load_result(path).assign(step=step) for step, path in results.items()],
-                       ignore_index=True)[COLUMNS]
-    out = run_dir / "analysis"
-    save_result(out / "atom.csv", result)
-    plot_atom(result, out / "atom.png", title=f"{run_dir.name} on {evalset.env}")
-    return result
+def finish(run: Run, results: dict[int, Path], options: AtomOptions) -> None:
+    table = table_of(results)[COLUMNS]
+    write_table(run.analysis / "atom.csv", table)
+    plot_atom(table, run.analysis / "atom.png", title=f"{run.name} on {run.environment.id}")
 
 
 def plot_atom(table: pd.DataFrame, path: Path, title: str = "") -> Path:
     """Object shares of hierarchical attention against the training step, the return on a second axis."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     shares = table[(table.method == "atom") & (table.metric == "hierarchical_share")]
     shares = shares.pivot(index="step", columns="object", values="value")
     returns = table[(table.method == "training") & (table.metric == "mean_return")].set_index("step")["value"]
-    figure, axis = plt.subplots(figsize=(6.4, 3.6), dpi=80)
+    figure, axis = plots.figure(6.4, 3.6)
     steps = np.maximum(shares.index.to_numpy(), 1)
     for name in shares.columns:
         axis.plot(steps, shares[name], marker="o", markersize=3, label=name)
@@ -126,8 +106,27 @@ def plot_atom(table: pd.DataFrame, path: Path, title: str = "") -> Path:
     second.set_ylabel("mean return (dashed)")
     axis.legend(loc="upper left", fontsize=8)
     axis.set_title(title, fontsize=10)
-    figure.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        figure.savefig(tmp, format="png")
-    plt.close(figure)
-    return path
+    return plots.save(figure, path)
+
+
+def section(run: Run) -> str:
+    table = run.read_table("atom.csv")
+    if table is None:
+        return page.missing("ATOM analysis", f"interp atom {run.directory}")
+    shares = table[(table.method == "atom") & (table.metric == "hierarchical_share")]
+    last = shares.step.max()
+    final = shares[shares.step == last].set_index("object")["value"].round(3)
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in final.items())
+    return (page.image(run.analysis / "atom.png", f"{run.name}: ATOM object shares against the training step")
+            + f"<table><tr><th>object</th><th>share at step {last}</th></tr>{rows}</table>")
+
+
+STAGE = Stage(
+    name="atom", summary="LRP-based ATOM object metrics for every checkpoint of a run",
+    description="Compute ATOM (Beylier et al. 2024) for every checkpoint of RUN_DIR on one evaluation set: "
+                "hierarchical attention per object, combinatorial attention per object set, the same object profile "
+                "from saliency methods with their Spearman rank correlations, the dual-ball probe on "
+                "MiniPong-TwoBall, and the return. Writes RUN_DIR/analysis/atom.csv and atom.png; checkpoints "
+                "already analysed with the same evaluation set and options are not recomputed.",
+    options=AtomOptions, compute=compute, finish=finish, section=section, heading="ATOM across training",
+    needs=("maps",))

@@ -9,24 +9,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from interp.agents import Agent, load_agent
+from interp.agents import Agent, load_checkpoint
 from interp.agents.stepper import Stepper
 from interp.envs import make_env
 from interp.errors import UserError
 from interp.evalset import EvalSet
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or a run directory's latest checkpoint."""
-    path = Path(path)
-    if path.is_dir():
-        found = sorted((path / "checkpoints").glob("step_*.pt"))
-        if not found:
-            raise UserError(f"{path}: a directory without checkpoints/step_*.pt")
-        return found[-1]
-    if not path.exists():
-        raise UserError(f"{path}: no such checkpoint or run directory")
-    return path
+from interp.runs import Run
 
 
 def eligible(masks: dict[str, np.ndarray]) -> bool:
@@ -43,10 +31,14 @@ def build_evalset(agent: Agent, env_id: str, *, frames: int = 150, context: int 
     """Play ``agent`` (sampling its actions with a generator seeded ``seed``) and keep every ``stride``-th step
     whose frame is eligible (all objects present, none overlapping), with the ``context`` steps before it, until
     ``frames`` are kept."""
+    if min(frames, context, stride, max_steps) < 1 or seed < 0:
+        raise UserError(f"an evaluation set needs frames, context, stride and steps >= 1 and a seed >= 0; got frames "
+                        f"{frames}, context {context}, stride {stride}, steps {max_steps}, seed {seed}")
     env = make_env(env_id, seed=seed, object_masks=True, **env_options)
-    if tuple(env.observation_space.shape) != agent.obs_shape:
-        raise UserError(f"the reference agent expects observations {agent.obs_shape}, {env_id} gives "
-                        f"{tuple(env.observation_space.shape)}")
+    if tuple(env.observation_space.shape) != agent.obs_shape or int(env.action_space.n) != agent.num_actions:
+        raise UserError(f"the reference agent plays observations {agent.obs_shape} with {agent.num_actions} actions; "
+                        f"{env_id} has {tuple(env.observation_space.shape)} and {int(env.action_space.n)}: it cannot "
+                        "play it")
     stepper = Stepper(agent, 1, policy="sample", generator=torch.Generator().manual_seed(seed))
     obs, info = env.reset(seed=seed)
     history: deque = deque(maxlen=context)
@@ -97,6 +89,25 @@ def build_evalset(agent: Agent, env_id: str, *, frames: int = 150, context: int 
 
 
 def evalset_from_checkpoint(source: str | Path, env_id: str, **options) -> EvalSet:
-    """:func:`build_evalset` with the checkpoint at ``source`` (a run directory: its final checkpoint)."""
-    checkpoint = resolve_checkpoint(source)
-    return build_evalset(load_agent(checkpoint), env_id, reference=str(checkpoint), **options)
+    """:func:`build_evalset` with the checkpoint at ``source`` (a run directory: its final checkpoint), which must
+    have been trained on ``env_id``."""
+    source = Path(source)
+    if source.is_dir():
+        run = Run.open(source)
+        source = run.checkpoint(run.final)
+    elif not source.exists():
+        raise UserError(f"{source}: no such checkpoint or run directory")
+    loaded = load_checkpoint(source)
+    trained_on = loaded.meta.get("env")
+    reference = str(source) if trained_on in (None, env_id) else f"{source} (trained on {trained_on})"
+    return build_evalset(loaded.agent, env_id, reference=reference, **options)
+
+
+def ensure_evalset(run: Run, *, frames: int = 150, seed: int = 0, progress: bool = True) -> Path:
+    """The run's own evaluation set, ``analysis/evalset.npz``, played by its final checkpoint; built if missing."""
+    path = run.analysis / "evalset.npz"
+    if not path.exists():
+        evalset = build_evalset(run.agent, run.environment.id, frames=frames, seed=seed,
+                                reference=str(run.checkpoint(run.final)), progress=progress, **run.environment.options)
+        evalset.save(path)
+    return path

@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from analyses.analyse import analyse_run
+from analyses.evaluation import EvaluationOptions
 from analyses.report import write_report
-from analyses.runs import load_result
-from analyses.video import render_video
+from analyses.video import VideoOptions
+from interp.errors import UserError
+from interp.runs import Run
 from trainers.config import TrainConfig
 from trainers.impala import train
 
@@ -53,8 +55,10 @@ AGENTS = (
 
 
 def _last_step(run: Path) -> int:
-    written = sorted((run / "checkpoints").glob("step_*.pt"))
-    return int(written[-1].stem.split("_")[-1]) if written else -1
+    try:
+        return Run.open(run).final
+    except UserError:  # not started yet
+        return -1
 
 
 def quickstart(out: str | Path = "runs/quickstart", *, agents: tuple[QuickstartAgent, ...] = AGENTS,
@@ -74,16 +78,14 @@ def quickstart(out: str | Path = "runs/quickstart", *, agents: tuple[QuickstartA
             train(config, resume=(run / "config.json").exists())
             if _last_step(run) < spec.steps:  # the trainer stopped early on SIGINT/SIGTERM, with a checkpoint
                 raise KeyboardInterrupt
-        runs.append(run)
-    for run, spec in zip(runs, agents, strict=True):
+        runs.append(Run.open(run))
+    options = {"evaluation": EvaluationOptions(episodes=episodes, seed=seed),
+               "video": VideoOptions(frames=video_frames, seed=seed)}
+    for run in runs:
         log(f"analysing {run.name}")
-        analyse_run(run, frames=frames, episodes=episodes, log=lambda line: None)
-        video = run / "analysis" / "video.mp4"
-        if not video.exists():
-            final = sorted((run / "checkpoints").glob("step_*.pt"))[-1]
-            render_video(final, ENV, video_frames, video, seed=seed, frame_size=spec.frame_size)
-        returns = load_result(run / "analysis" / "evaluation.csv").set_index("policy").mean_return
+        analyse_run(run, frames=frames, seed=seed, options=options, log=lambda line: None)
+        returns = run.read_table("evaluation.csv").set_index("policy").mean_return
         log(f"{run.name}: final checkpoint's mean return " + ", ".join(f"{p} {v:.2f}" for p, v in returns.items()))
-    report = write_report(runs, out / "report.html", video_frames=0)
+    report = write_report(runs, out / "report.html")
     log(f"done in {(time.perf_counter() - start) / 60:.1f} min")
     return report

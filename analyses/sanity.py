@@ -10,22 +10,46 @@ model).
 
 from __future__ import annotations
 
+import html
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from analyses.maps import MAP_METHODS, check_compatible, check_methods
-from analyses.runs import cache_dir, checkpoint_step, load_result, run_checkpoints, save_result
-from interp.agents import load_checkpoint
+from analyses import page, plots
+from analyses.maps import MAP_METHODS, check_methods
+from analyses.stage import Job, Stage, load_result, write_table
 from interp.attention import attention_maps, head_images
+from interp.errors import UserError
 from interp.evalset import load_evalset, pre_step_state
-from interp.files import atomic_path
+from interp.runs import Run
 from interp.saliency import METHODS
 from interp.sanity import cascading_randomisation, survivors
 from interp.steps import Steps
+
+
+@dataclass(frozen=True)
+class SanityOptions:
+    methods: tuple[str, ...] = MAP_METHODS
+    """comma-separated saliency methods checked beside the attention heads"""
+    checkpoint: str = ""
+    """the checkpoint randomised: a step of the run or one of its checkpoint files (default: the final one)"""
+    frames: int = 16
+    """frames of the evaluation set used"""
+    points: int = 6
+    """cut points of the cascade at which the maps are compared (the fully random model always among them)"""
+    seed: int = 0
+    """seed of the random parameters"""
+    threshold: float = field(default=0.5, metadata={"cli": False})
+    """a map whose Spearman similarity stays above this with every layer random is flagged"""
+
+    def __post_init__(self) -> None:
+        check_methods(self.methods)
+        if self.frames < 1 or self.points < 1 or self.seed < 0:
+            raise UserError(f"sanity checks need frames and points >= 1 and a seed >= 0, got frames {self.frames}, "
+                            f"points {self.points}, seed {self.seed}")
 
 
 def image_maps(agent, steps: Steps, methods: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -37,51 +61,34 @@ def image_maps(agent, steps: Steps, methods: tuple[str, ...]) -> dict[str, np.nd
     return maps
 
 
-def sanity_for_run(run_dir: str | Path, evalset_path: str | Path, *, methods: tuple[str, ...] = MAP_METHODS,
-                   checkpoint: str | Path | None = None, frames: int = 16, points: int = 6, seed: int = 0,
-                   threshold: float = 0.5) -> pd.DataFrame:
-    """Cascading randomisation of ``checkpoint`` (default: the run's final one) on the first ``frames`` frames of
-    the evaluation set; writes ``analysis/sanity.csv``, ``sanity_flags.csv`` and ``sanity.png``."""
-    run_dir = Path(run_dir)
-    check_methods(methods)
-    checkpoint = Path(checkpoint) if checkpoint else run_checkpoints(run_dir)[-1]
-    evalset = load_evalset(evalset_path)
-    evalset = evalset.subset(slice(0, frames))
-    loaded = load_checkpoint(checkpoint)
-    agent = loaded.agent.eval()
-    check_compatible(agent, loaded.meta, evalset.env, evalset.obs.shape[1:], checkpoint)
-    cache = cache_dir(run_dir, "sanity", evalset_path, {"methods": tuple(methods), "frames": frames,
-                                                          "points": points, "seed": seed})
-    cached = cache / f"{checkpoint.stem}.csv"
-    if cached.exists():
-        table = load_result(cached)
-    else:
-        torch.manual_seed(seed)
-        steps = Steps(evalset.step_inputs(), pre_step_state(agent, evalset))
-        table = cascading_randomisation(agent, steps, partial(image_maps, methods=tuple(methods)), points=points,
-                                        seed=seed)
-        table.insert(0, "step", checkpoint_step(checkpoint))
-        save_result(cached, table)
-    out = run_dir / "analysis"
-    save_result(out / "sanity.csv", table)
-    flagged = survivors(table, threshold)
-    save_result(out / "sanity_flags.csv", pd.DataFrame({"map": flagged, "reason": (
-        f"Spearman similarity to the trained model's map above {threshold} with every layer randomised")}))
-    plot_sanity(table, out / "sanity.png", title=f"{run_dir.name} step {checkpoint_step(checkpoint)}")
+def compute(job: Job) -> pd.DataFrame:
+    options: SanityOptions = job.options
+    evalset = load_evalset(job.evalset)
+    evalset = evalset.subset(slice(0, options.frames))
+    agent = job.load(evalset).agent
+    steps = Steps(evalset.step_inputs(), pre_step_state(agent, evalset))
+    table = cascading_randomisation(agent, steps, partial(image_maps, methods=tuple(options.methods)),
+                                    points=options.points, seed=options.seed)
+    table.insert(0, "step", job.step)
     return table
+
+
+def finish(run: Run, results: dict[int, Path], options: SanityOptions) -> None:
+    (step, path), = results.items()
+    table = load_result(path)
+    write_table(run.analysis / "sanity.csv", table)
+    flagged = survivors(table, options.threshold)
+    write_table(run.analysis / "sanity_flags.csv", pd.DataFrame({"map": flagged, "reason": (
+        f"Spearman similarity to the trained model's map above {options.threshold} with every layer randomised")}))
+    plot_sanity(table, run.analysis / "sanity.png", title=f"{run.name} step {step}")
 
 
 def plot_sanity(table: pd.DataFrame, path: Path, title: str = "") -> Path:
     """Spearman and SSIM against the number of layers randomised, one line per method (attention: the mean over
     heads)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     table = table.assign(family=table["map"].map(lambda name: "attention" if name.startswith("attention/")
                                                  else name))
-    figure, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=80, sharey=True)
+    figure, axes = plots.figure(9, 3.4, 1, 2, sharey=True)
     for axis, metric in zip(axes, ("spearman", "ssim"), strict=True):
         rows = table[table.metric == metric]
         for family, group in rows.groupby("family"):
@@ -93,8 +100,25 @@ def plot_sanity(table: pd.DataFrame, path: Path, title: str = "") -> Path:
     axes[0].set_ylabel("similarity to the trained model's map")
     axes[1].legend(fontsize=7)
     figure.suptitle(f"cascading randomisation - {title}", fontsize=9)
-    figure.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        figure.savefig(tmp, format="png")
-    plt.close(figure)
-    return path
+    return plots.save(figure, path)
+
+
+def section(run: Run) -> str:
+    if run.read_table("sanity.csv") is None:
+        return page.missing("sanity check", f"interp sanity {run.directory}")
+    flags = run.read_table("sanity_flags.csv")
+    flagged = [] if flags is None else list(flags["map"])
+    verdict = ("<p><b>Flagged</b> (similar to the trained model's maps with every layer random, so they explain the "
+               f"input rather than the model): {html.escape(', '.join(flagged))}</p>" if flagged
+               else "<p>No map survives the randomisation of every layer.</p>")
+    return page.image(run.analysis / "sanity.png", f"{run.name}: cascading randomisation") + verdict
+
+
+STAGE = Stage(
+    name="sanity", summary="cascading randomisation sanity check of attention and saliency maps",
+    description="Randomise the layers of a checkpoint (default: the run's final one) top-down and measure how "
+                "similar (Spearman, SSIM) each attention head's and each saliency method's maps stay to the trained "
+                "model's. Writes RUN_DIR/analysis/sanity.csv, sanity_flags.csv (maps that survive full "
+                "randomisation) and sanity.png.",
+    options=SanityOptions, compute=compute, finish=finish, section=section, heading="Sanity checks",
+    checkpoints="final")

@@ -27,7 +27,7 @@ The choices the sources leave open are options of :class:`Atom`, with the paper'
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import combinations
 
 import numpy as np
@@ -53,13 +53,15 @@ class Atom:
     share: float = 0.9
     """relevance share of ``F_c`` the selected neurons hold"""
     alpha: float = 0.25
+    """combinatorial attention's threshold: an object is in a neuron's set when its ``Rbar`` exceeds ``alpha`` times
+    the largest"""
     exclusivity: float = 0.0
     """objects outside ``T`` must have ``|Rbar| <= exclusivity * max Rbar`` (0: exactly zero, as the paper)"""
-    target: str = "actor"
+    target: str = field(default="actor", metadata={"choices": ("actor", "critic")})
     """explain the ``actor`` or the ``critic``"""
-    output: str = "action"
+    output: str = field(default="action", metadata={"choices": OUTPUTS, "flags": ("--output", "--seed-output")})
     """the actor's output explained in pass 1: the chosen ``action``'s logit or all ``logits``"""
-    initial_relevance: str = "one"
+    initial_relevance: str = field(default="one", metadata={"choices": INITIAL_RELEVANCE})
     """what pass 1 starts from at the explained output: ``one`` (default) or the output's ``value`` ``f(x)``. The paper
     propagates the output, and LRP's conservation makes ``sum_k R_k`` that start; under z+ (whose products
     ``x_k w_k`` it keeps are all positive) every ``R_k`` has its sign. A logit is defined only up to a constant (the
@@ -67,11 +69,12 @@ class Atom:
     so a start at ``f(x)`` turns every ``R_k`` negative on some frames, which then select nothing. Starting from 1,
     as LRP practice does for the explained class, keeps every ``R_k >= 0``, gives every frame the same weight in the
     means, and makes ``R_k`` neuron ``k``'s share of the decision"""
-    rule: str = "zplus"
+    rule: str = field(default="zplus", metadata={"choices": RULES})
     """LRP rule of both passes (see :func:`interp.lrp.make_composite`)"""
-    first_layer: str | None = None
+    first_layer: str | None = field(default=None, metadata={"choices": FIRST_LAYER_RULES})
     """a different rule for the first layer (``flat``, ``wsquare``, ...)"""
     zero_biases: bool = False
+    """no bias takes relevance (those of LayerNorms included)"""
     absolute: bool = False
     """select and weight neurons by ``|R_k|`` instead of ``R_k``"""
     newest_frame_only: bool = False

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from interp.hooks import AttentionRecord, record_attention
-from interp.saliency import Steps
+from interp.steps import Steps
 
 
 def normalise(maps: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
@@ -38,22 +38,25 @@ def grid_to_image(grids: np.ndarray, size: int) -> np.ndarray:
 
 
 def image_maps(record: AttentionRecord, size: int) -> np.ndarray:
-    """One hook's weights from a single call with ``T = 1``, in the layout the module docstring gives."""
+    """One hook's weights from a single call with ``T = 1`` (the layouts of :mod:`interp.hooks`), as the maps the
+    module docstring gives."""
     weights = record.tensors[-1].float().numpy()
     grid = record.grid
-    if record.kind == "spatial":  # [N, H, h, w]
+    if record.layout == "spatial":  # [N, heads, h, w]
         return normalise(grid_to_image(weights, size), (-2, -1))
-    if record.kind == "space":  # [N, H, 1, Nq, Nk]
-        spatial = weights[:, :, 0].mean(axis=2).reshape(*weights.shape[:2], *grid)
+    if record.layout == "space":  # [N, frames = 1, heads, query patches, key patches]
+        spatial = weights[:, 0].mean(axis=2)  # [N, heads, key patches]
+        spatial = spatial.reshape(*spatial.shape[:2], *grid)
         return normalise(grid_to_image(spatial, size), (-2, -1))
-    if record.kind == "space_time":  # [N, H, 1, Nq, Kf, Nk]
-        per_key_frame = weights[:, :, 0].mean(axis=2).reshape(*weights.shape[:2], weights.shape[4], *grid)
+    if record.layout == "space_time":  # [N, 1, heads, patches of the frame, key frames x patches]
+        per_key_frame = weights[:, 0].mean(axis=2)  # [N, heads, key frames x patches]
+        per_key_frame = per_key_frame.reshape(*per_key_frame.shape[:2], -1, *grid)
         return normalise(grid_to_image(per_key_frame, size), (-3, -2, -1))
-    if record.kind == "temporal":  # [N, H, 1, K]
-        return normalise(weights[:, :, 0], (-1,))
-    if record.kind == "time":  # [N, H, patches, 1, K]
-        return normalise(weights[:, :, :, 0].mean(axis=2), (-1,))
-    raise ValueError(f"no image layout for attention of kind {record.kind!r}")
+    if record.layout == "temporal":  # [N, 1, heads, 1, keys]
+        return normalise(weights[:, 0, :, 0], (-1,))
+    if record.layout == "time":  # [N, patches, heads, 1, keys]
+        return normalise(weights[:, :, :, 0].mean(axis=1), (-1,))
+    raise ValueError(f"no image layout for attention laid out as {record.layout!r}")
 
 
 def attention_maps(agent, steps: Steps) -> dict[str, np.ndarray]:

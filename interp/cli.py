@@ -1,4 +1,9 @@
-"""The ``interp`` command line: one subcommand per job, each a thin layer over the library."""
+"""The ``interp`` command line: one subcommand per job, each a thin layer over the library.
+
+``interp train``'s flags come from :class:`trainers.config.TrainConfig` and each analysis command's from its stage's
+options (:data:`analyses.STAGES`), through :mod:`interp.options`: a field added there is a flag here, with its
+docstring as help.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from interp import options as flags
 from interp.errors import UserError
 
-RUN_METHODS = "perturbation,gradient,smoothgrad,lrp"
-"""analyses.maps.MAP_METHODS, written out so that ``--help`` does not import torch"""
+RUN_FLAGS = ("evalset", "out", "workers", "backend", "ray_address")
 
 
 def cmd_envs(args: argparse.Namespace) -> None:
@@ -35,6 +40,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from interp.envs import make_env
     from interp.render import gray_to_rgb, overlay_masks, upscale, write_mp4
 
+    if args.steps < 1 or args.seed < 0:
+        raise UserError(f"demo needs steps >= 1 and a seed >= 0, got {args.steps} and {args.seed}")
     out = Path(args.out)
     for env_id in args.env or ["MiniPong-v0", "ALE/Pong-v5"]:
         env = make_env(env_id, seed=args.seed, object_masks=True)
@@ -60,31 +67,32 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def _short_openmp_spin() -> None:
-    """Call before torch loads (the commands import it lazily): libgomp's threads waiting for work spin 20,000 times
-    instead of 300,000 before they sleep, and the learner's threads leave the cores to the actor processes sooner
-    (benchmarks/train_layout.py). Not sleeping at once (OMP_WAIT_POLICY=PASSIVE) keeps small forward passes fast."""
+    """Call before torch loads: libgomp's threads waiting for work spin 20,000 times instead of 300,000 before they
+    sleep, so the learner's threads leave the cores to the actor processes sooner (benchmarks/train_layout.py). Not
+    sleeping at once (OMP_WAIT_POLICY=PASSIVE) keeps small forward passes fast."""
     os.environ.setdefault("GOMP_SPINCOUNT", "20000")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    _short_openmp_spin()
     from dataclasses import replace
 
     from trainers.config import TrainConfig, apply_preset
     from trainers.impala import resume_config, train
 
-    given = {key: value for key, value in vars(args).items()
-             if key in TrainConfig.__dataclass_fields__ and value is not None}
+    given = flags.values(TrainConfig, args)
     if args.resume:  # the saved config, with a new step budget or new settings for the machine if given
-        machine = ("steps", "device", "actors", "envs_per_actor", "learner_threads", "backend", "ray_address")
-        config = resume_config(args.out, **{k: v for k, v in given.items() if k in machine})
+        refused = sorted(set(given) - set(TrainConfig.resumable()))
+        if refused or args.arch:
+            names = ", ".join(f"--{name.replace('_', '-')}" for name in (["arch"] if args.arch else []) + refused)
+            raise UserError(f"--resume continues the run as it was configured; only the machine's settings may "
+                            f"change ({', '.join(TrainConfig.resumable())}), not {names}")
+        config = resume_config(args.out, **given)
     else:
         if not args.arch:
             raise UserError("--arch is required (see `interp train --help`)")
-        config = TrainConfig(**given, agent=_key_values(args.agent_option), env_options=_key_values(args.env_option))
-        if args.preset:  # a preset sets sequence and batch sizes; flags given explicitly still win
-            explicit = {k: v for k, v in given.items() if k in ("unroll", "batch_size", "envs_per_actor")}
-            config = replace(apply_preset(config, args.preset), **explicit)
+        config = TrainConfig(arch=args.arch, out=args.out, **{k: v for k, v in given.items() if k != "preset"})
+        if args.preset:  # a preset sets its values; flags given explicitly still win
+            config = replace(apply_preset(config, args.preset), **{k: v for k, v in given.items() if k != "agent"})
     final = train(config, resume=args.resume)
     print(f"final checkpoint: {final}")
     print(f"run directory: {config.out} (config.json, checkpoints/, metrics.csv, tensorboard/)")
@@ -94,132 +102,184 @@ def cmd_evalset(args: argparse.Namespace) -> None:
     from analyses.evalset import evalset_from_checkpoint
 
     evalset = evalset_from_checkpoint(args.source, args.env, frames=args.frames, context=args.context,
-                                      seed=args.seed, **_key_values(args.env_option))
+                                      seed=args.seed, **flags.key_values(args.env_option))
     path = evalset.save(args.out)
     print(f"{path}: {len(evalset)} frames of {args.env} with masks {sorted(evalset.masks)} and {args.context} "
           f"context steps each (reference: {evalset.meta['reference']})")
 
 
-def cmd_maps(args: argparse.Namespace) -> None:
-    from analyses.maps import maps_for_checkpoint
-    from interp.evalset import load_evalset
+def _open_run(args: argparse.Namespace):
+    from interp.runs import Run
 
-    methods = [m for m in args.methods.split(",") if m]
-    path = maps_for_checkpoint(args.checkpoint, load_evalset(args.evalset), args.out, methods)
-    print(f"wrote {path}")
+    return Run.open(args.run_dir, analysis=args.out)
 
 
-def cmd_video(args: argparse.Namespace) -> None:
+def cmd_stage(args: argparse.Namespace) -> None:
+    """One analysis stage over a run (and the stages it reads); ``maps`` and ``video`` also on one checkpoint."""
+    from analyses import STAGES
+    from analyses.analyse import analyse_run
+    from analyses.maps import MapsOptions
+
+    stage = STAGES[args.stage]
+    options = flags.build(stage.options, args)
+    if Path(args.run_dir).is_file() and stage.name in ("maps", "video"):
+        return _one_checkpoint(stage.name, args, options)
+    chosen = {stage.name: options}
+    if "maps" in stage.needs and getattr(options, "methods", None) is not None:
+        chosen["maps"] = MapsOptions(methods=options.methods)  # compute only the maps this stage reads
+    run = _open_run(args)
+    analyse_run(run, args.evalset, stages=(stage.name,), options=chosen, workers=args.workers,
+                backend=args.backend, ray_address=args.ray_address or "", log=lambda line: None)
+    written = sorted(str(path) for path in run.analysis.iterdir() if path.name != "cache")
+    print(f"{stage.name}: done; {run.analysis} holds {', '.join(Path(p).name for p in written)}")
+
+
+def _one_checkpoint(name: str, args: argparse.Namespace, options) -> None:
+    """``interp maps CHECKPOINT --evalset E --out DIR`` and ``interp video CHECKPOINT --out FILE [--env ENV]``."""
+    from analyses.maps import compute_maps
+    from analyses.stage import Job, save_result
     from analyses.video import render_video
+    from interp.agents import load_checkpoint
+    from interp.evalset import load_evalset
+    from interp.runs import Environment
 
-    path = render_video(args.checkpoint, args.env, args.frames, args.out, seed=args.seed, png_every=args.png_every,
-                        **_key_values(args.env_option))
+    if not args.out:
+        raise UserError(f"interp {name} on one checkpoint needs --out (see `interp {name} --help`)")
+    loaded = load_checkpoint(args.run_dir)
+    evalset = load_evalset(args.evalset) if name == "maps" and args.evalset else None
+    env_id = (evalset.env if evalset is not None else None) or args.env or loaded.meta.get("env")
+    if not env_id or (name == "maps" and evalset is None):
+        raise UserError(f"interp {name} on one checkpoint needs " + ("--evalset" if name == "maps" else "--env"))
+    environment = Environment(env_id, {"frame_size": loaded.agent.obs_shape[-1],
+                                       **flags.key_values(getattr(args, "env_option", None))})
+    job = Job(name, Path(args.run_dir), int(loaded.meta.get("step", 0)), environment, None, options,
+              loaded.agent.name)
+    agent = job.load(evalset).agent
+    if name == "maps":
+        path = Path(args.out) / "maps.npz"
+        save_result(path, compute_maps(agent, evalset, options.methods))
+    else:
+        path = render_video(agent, env_id, options.frames, args.out, seed=options.seed, png_every=args.png_every,
+                            **environment.options)
     print(f"wrote {path}")
-
-
-def cmd_atom(args: argparse.Namespace) -> None:
-    from analyses.atom import atom_for_run
-    from interp.atom import Atom
-
-    atom = Atom(share=args.share, alpha=args.alpha, exclusivity=args.exclusivity, target=args.target,
-                output=args.output, initial_relevance=args.initial_relevance, rule=args.rule,
-                first_layer=args.first_layer, zero_biases=args.zero_biases,
-                absolute=args.absolute, newest_frame_only=args.newest_frame_only)
-    methods = tuple(m for m in args.methods.split(",") if m)
-    table = atom_for_run(args.run_dir, args.evalset, atom=atom, methods=methods, probe=args.probe,
-                         workers=args.workers)
-    shares = table[(table.method == "atom") & (table.metric == "hierarchical_share")]
-    print(shares.pivot(index="step", columns="object", values="value").round(3).to_string())
-    out = Path(args.run_dir) / "analysis"
-    print(f"wrote {out / 'atom.csv'} ({len(table)} rows) and {out / 'atom.png'}")
-
-
-def cmd_overlap(args: argparse.Namespace) -> None:
-    from analyses.overlap import overlap_for_run
-
-    methods = tuple(m for m in args.methods.split(",") if m)
-    table = overlap_for_run(args.run_dir, args.evalset, methods=methods, workers=args.workers)
-    summary = table[table.metric.isin(["cc", "sim", "iou_top10"])].groupby(["metric", "method", "target"])
-    print(summary[["value", "chance"]].mean().round(3).to_string())
-    print(f"wrote {Path(args.run_dir) / 'analysis' / 'overlap.csv'} ({len(table)} rows) and overlap/*.png")
-
-
-def cmd_sanity(args: argparse.Namespace) -> None:
-    from analyses.sanity import sanity_for_run
-    from interp.sanity import survivors
-
-    methods = tuple(m for m in args.methods.split(",") if m)
-    table = sanity_for_run(args.run_dir, args.evalset, methods=methods, checkpoint=args.checkpoint,
-                           frames=args.frames)
-    flagged = survivors(table)
-    print(f"maps that survive randomising every layer: {', '.join(flagged) if flagged else 'none'}")
-    print(f"wrote {Path(args.run_dir) / 'analysis' / 'sanity.csv'} and sanity.png")
 
 
 def cmd_analyse(args: argparse.Namespace) -> None:
     from analyses.analyse import analyse_run
+    from analyses.evaluation import EvaluationOptions
 
-    seconds = analyse_run(args.run_dir, args.evalset, frames=args.frames, workers=args.workers, backend=args.backend,
-                          ray_address=args.ray_address or "", episodes=args.episodes, seed=args.seed)
+    options = {"evaluation": EvaluationOptions(episodes=args.episodes, seed=args.seed)}
+    seconds = analyse_run(_open_run(args), args.evalset, frames=args.frames, seed=args.seed, options=options,
+                          workers=args.workers, backend=args.backend, ray_address=args.ray_address or "")
     print("seconds per stage: " + ", ".join(f"{stage} {value:.0f}" for stage, value in seconds.items()))
 
 
 def cmd_report(args: argparse.Namespace) -> None:
+    from analyses.analyse import analyse_run
     from analyses.report import write_report
+    from analyses.video import VideoOptions
+    from interp.runs import Run
 
-    if args.out:
-        out = Path(args.out)
-    elif len(args.run_dirs) == 1:
-        out = Path(args.run_dirs[0]) / "report.html"
-    else:
+    if args.video_frames < 0:
+        raise UserError(f"--video-frames is a number of steps, >= 0, not {args.video_frames}")
+    if not args.out and len(args.run_dirs) > 1:
         raise UserError("--out is required when comparing several runs")
-    path = write_report(args.run_dirs, out, evalset=args.evalset, video_frames=args.video_frames)
+    runs = [Run.open(path) for path in args.run_dirs]
+    for run in runs:  # the pictures the report shows, rendered once from the run's final checkpoint
+        evalset = Path(args.evalset) if args.evalset else run.analysis / "evalset.npz"
+        wanted = (("stills",) if evalset.exists() else ()) + (("video",) if args.video_frames else ())
+        if wanted:
+            analyse_run(run, evalset if evalset.exists() else None, stages=wanted,
+                        options={"video": VideoOptions(frames=args.video_frames)}, log=lambda line: None)
+    path = write_report(runs, args.out or runs[0].directory / "report.html")
     print(f"wrote {path}")
 
 
 def cmd_quickstart(args: argparse.Namespace) -> None:
-    _short_openmp_spin()
     from analyses.quickstart import quickstart
 
+    if args.seed < 0:
+        raise UserError(f"the seed must be >= 0, not {args.seed}")
     report = quickstart(args.out, seed=args.seed)
     print(f"report: {report.resolve()}")
     print(f"runs, analyses and videos: {Path(args.out).resolve()}/<agent>/ (checkpoints/, analysis/)")
 
 
-def _key_values(items: list[str] | None) -> dict:
-    """``["mem_len=40", "gating=false"]`` -> ``{"mem_len": 40, "gating": False}`` (values parsed as JSON)."""
-    import json
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
-    parsed = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise UserError(f"expected KEY=VALUE, got {item!r}")
-        try:
-            parsed[key] = json.loads(value)
-        except json.JSONDecodeError:
-            parsed[key] = value
-    return parsed
+
+def _run_arguments(parser: argparse.ArgumentParser, what: str = "run directory (from `interp train`)") -> None:
+    parser.add_argument("run_dir", help=what)
+    parser.add_argument("--evalset", help="evaluation set (.npz from `interp evalset`; default: the run's own, "
+                                          "RUN_DIR/analysis/evalset.npz, built from the final checkpoint if missing)")
+    parser.add_argument("--out", help="folder for the analysis (default: RUN_DIR/analysis)")
+    parser.add_argument("--workers", type=_positive, help="worker processes (default: one per core)")
+    parser.add_argument("--backend", choices=("local", "ray"), default="local",
+                        help="checkpoint jobs in local processes (default) or as Ray tasks")
+    parser.add_argument("--ray-address", help="with --backend ray: a running Ray cluster (default: $RAY_ADDRESS, "
+                                              "else Ray started here)")
+
+
+def _add_train(commands) -> None:
+    from interp.agents import AGENTS
+    from trainers.config import TrainConfig
+
+    train = commands.add_parser(
+        "train", help="train an agent with IMPALA / V-trace, writing checkpoints across training",
+        description="Train an agent with IMPALA / V-trace. Actor processes step batches of environments with "
+                    "batched inference; the learner applies V-trace and writes RUN_DIR/config.json, "
+                    "RUN_DIR/checkpoints/step_<12 digits>.pt (at step 0, log-spaced early, every --checkpoint-every "
+                    "steps and at the end), RUN_DIR/metrics.csv and TensorBoard events. Ctrl-C (or SIGTERM) writes a "
+                    "final checkpoint and exits cleanly; --resume continues.",
+        epilog="example: interp train --arch baseline --env MiniPong-v0 --steps 500000 --out runs/baseline   |   "
+               "ALE Pong: interp train --arch baseline --preset pong --steps 5000000 --out runs/pong   |   "
+               "actors on Ray: ... --backend ray [--ray-address HEAD_IP:6379]")
+    train.add_argument("--arch", choices=list(AGENTS), metavar="ARCH", help=f"architecture: {', '.join(AGENTS)}")
+    train.add_argument("--out", required=True, help="run directory")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --out (steps, optimizer, RNG); only the settings of the machine may "
+                            "change: " + ", ".join(f"--{n.replace('_', '-')}" for n in TrainConfig.resumable()))
+    flags.add_arguments(train, TrainConfig)
+    train.set_defaults(run=cmd_train)
+
+
+def _add_stages(commands) -> None:
+    from analyses import ALIASES, STAGES
+
+    for name, stage in STAGES.items():
+        aliases = [alias for alias, target in ALIASES.items() if target == name]
+        parser = commands.add_parser(name, aliases=aliases, help=stage.summary, description=stage.description,
+                                     epilog=f"example: interp {name} runs/mott")
+        _run_arguments(parser, "run directory (from `interp train`)" if name not in ("maps", "video")
+                       else "run directory, or one checkpoint file (then --out is the output)")
+        if name == "video":
+            parser.add_argument("--env", help="with a checkpoint file: the environment (default: the checkpoint's)")
+            parser.add_argument("--env-option", action="append", metavar="KEY=VALUE", help="environment option")
+            parser.add_argument("--png-every", type=int, default=0, help="with a checkpoint file: also write every "
+                                                                         "K-th frame as PNG (default: none)")
+        flags.add_arguments(parser, stage.options)
+        parser.set_defaults(run=cmd_stage, stage=name)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="interp",
-        description="Train attention-based Atari agents and analyse them: attention, saliency, LRP, ATOM.",
-    )
+        description="Train attention-based Atari agents and analyse them: attention, saliency, LRP, ATOM.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     quick = commands.add_parser(
         "quickstart", help="the whole mission on MiniPong in minutes: train two agents, analyse, report",
         description="Train the baseline (84x84 frames) and a TimeSformer attention agent (42x42 frames) on "
-                    "MiniPong-v0 with checkpoints across training, build an evaluation set per agent, run "
-                    "attention maps, perturbation, gradient and LRP saliency, ATOM, agreement and sanity checks "
-                    "over every checkpoint, render an "
-                    "overlay video per agent and write DIR/report.html comparing them. Run again on the same "
-                    "folder, it reuses what is finished.",
-        epilog="example: interp quickstart --out runs/quickstart",
-    )
+                    "MiniPong-v0 with checkpoints across training, build an evaluation set per agent, run attention "
+                    "maps, perturbation, gradient and LRP saliency, ATOM, agreement and sanity checks over every "
+                    "checkpoint, render an overlay video per agent and write DIR/report.html comparing them. Run "
+                    "again on the same folder, it reuses what is finished.",
+        epilog="example: interp quickstart --out runs/quickstart")
     quick.add_argument("--out", default="runs/quickstart", help="output folder (default: runs/quickstart)")
     quick.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     quick.set_defaults(run=cmd_quickstart)
@@ -232,67 +292,22 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="play environments with object masks and write overlay videos",
         description="Play each environment with a random policy and write an mp4 per environment: the raw frame, "
                     "the newest preprocessed frame, and its object masks.",
-        epilog="example: interp demo --out runs/demo --env MiniPong-TwoBall-v0 --steps 300",
-    )
+        epilog="example: interp demo --out runs/demo --env MiniPong-TwoBall-v0 --steps 300")
     demo.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
-    demo.add_argument("--env", action="append", help="environment id, repeatable "
-                      "(default: MiniPong-v0 and ALE/Pong-v5)")
+    demo.add_argument("--env", action="append", help="environment id, repeatable (default: MiniPong-v0 and "
+                                                     "ALE/Pong-v5)")
     demo.add_argument("--steps", type=int, default=300, help="steps per environment (default: 300)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.set_defaults(run=cmd_demo)
 
-    train = commands.add_parser(
-        "train", help="train an agent with IMPALA / V-trace, writing checkpoints across training",
-        description="Train an agent with IMPALA / V-trace. Actor processes step batches of environments with "
-                    "batched inference; the learner applies V-trace and writes RUN_DIR/config.json, "
-                    "RUN_DIR/checkpoints/step_<12 digits>.pt (at step 0, log-spaced early, every --checkpoint-every "
-                    "steps and at the end), RUN_DIR/metrics.csv and TensorBoard events. Ctrl-C (or SIGTERM) writes a "
-                    "final checkpoint and exits cleanly; --resume continues.",
-        epilog="example: interp train --arch baseline --env MiniPong-v0 --steps 500000 --out runs/baseline   |   "
-               "actors on Ray: ... --backend ray [--ray-address HEAD_IP:6379]",
-    )
-    train.add_argument("--arch", help="architecture: baseline, mott, adaptive, spatiotemporal, "
-                       "spatiotemporal_oneshot, timesformer_divided, timesformer_joint")
-    train.add_argument("--env", help="environment id (default: MiniPong-v0)")
-    train.add_argument("--steps", type=int, help="environment steps to train for (default: 1000000)")
-    train.add_argument("--out", required=True, help="run directory")
-    train.add_argument("--actors", type=int, help="actor processes (default: 2; 0 = in-process, reproducible)")
-    train.add_argument("--envs-per-actor", type=int, help="environments per actor (default: 8)")
-    train.add_argument("--learner-threads", type=int,
-                       help="torch threads of the learner (default: one per core; on 2 cores with 1 actor, 1 can be "
-                            "fastest)")
-    train.add_argument("--batch-size", type=int, help="rollouts per update, in environments (default: 16)")
-    train.add_argument("--unroll", type=int, help="rollout length T (default: 20)")
-    train.add_argument("--optimizer", choices=("rmsprop_tf1", "rmsprop_torch"),
-                       help="RMSProp as IMPALA ran it (rmsprop_tf1, default) or torch's (rmsprop_torch)")
-    train.add_argument("--lr", type=float, help="RMSprop learning rate (default: 6e-4)")
-    train.add_argument("--entropy-cost", type=float, help="entropy bonus weight (default: 0.01)")
-    train.add_argument("--seed", type=int, help="random seed (default: 0)")
-    train.add_argument("--device", help="cpu or cuda, for the learner (default: cpu)")
-    train.add_argument("--precision", choices=("auto", "fp32", "bf16"),
-                       help="bf16 autocast for the forward and backward passes (default: auto, bf16 where native)")
-    train.add_argument("--checkpoint-every", type=int, help="steps between regular checkpoints (default: 100000)")
-    train.add_argument("--first-checkpoint", type=int,
-                       help="first of the log-spaced early checkpoints after step 0 (default: 100)")
-    train.add_argument("--frame-size", type=int, help="observation side, 84 or 42 (default: 84)")
-    train.add_argument("--preset", help="named hyperparameters: thesis (Appendix A) or monobeast")
-    train.add_argument("--agent-option", action="append", metavar="KEY=VALUE",
-                       help="architecture option, repeatable (e.g. mem_len=40)")
-    train.add_argument("--env-option", action="append", metavar="KEY=VALUE",
-                       help='environment option, repeatable (e.g. points=3, modifications=["lazy_enemy"])')
-    train.add_argument("--backend", choices=("local", "ray"),
-                       help="actors as local processes (default) or as Ray actors (needs pip install '.[ray]')")
-    train.add_argument("--ray-address", help="with --backend ray: a running Ray cluster (default: start Ray here)")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out (steps, optimizer, RNG)")
-    train.set_defaults(run=cmd_train)
+    _add_train(commands)
 
     evalset = commands.add_parser(
         "evalset", help="build a fixed evaluation set of frames with object masks and history",
         description="Play a reference policy (a checkpoint, or a run directory's final checkpoint) and keep frames "
                     "in which every object is present and no two overlap, each with the steps before it, so that "
                     "every checkpoint builds its own state on the same history.",
-        epilog="example: interp evalset runs/baseline --env MiniPong-v0 --frames 150 --out runs/eval.npz",
-    )
+        epilog="example: interp evalset runs/baseline --env MiniPong-v0 --frames 150 --out runs/eval.npz")
     evalset.add_argument("source", help="checkpoint file or run directory")
     evalset.add_argument("--env", required=True, help="environment id")
     evalset.add_argument("--frames", type=int, default=150, help="frames to keep (default: 150)")
@@ -302,146 +317,44 @@ def build_parser() -> argparse.ArgumentParser:
     evalset.add_argument("--env-option", action="append", metavar="KEY=VALUE", help="environment option")
     evalset.set_defaults(run=cmd_evalset)
 
-    maps = commands.add_parser(
-        "maps", help="attention and saliency maps of a checkpoint on an evaluation set",
-        description="Write DIR/maps.npz: <method>/actor and <method>/critic float32 [N, 84, 84] per saliency "
-                    "method, and attention/<hook name> per attention hook (see the README for the layouts).",
-        epilog="example: interp maps runs/baseline/checkpoints/step_000002000000.pt --evalset runs/eval.npz "
-               "--out runs/maps --methods perturbation,gradient",
-    )
-    maps.add_argument("checkpoint", help="checkpoint file")
-    maps.add_argument("--evalset", required=True, help="evaluation set (.npz from `interp evalset`)")
-    maps.add_argument("--out", required=True, help="output folder")
-    maps.add_argument("--methods", default="perturbation,gradient",
-                      help="comma-separated: perturbation, gradient, integrated_gradients, smoothgrad, occlusion, "
-                           "lrp (default: perturbation,gradient)")
-    maps.set_defaults(run=cmd_maps)
-
-    atom = commands.add_parser(
-        "atom", help="LRP-based ATOM object metrics for every checkpoint of a run",
-        description="Compute ATOM (Beylier et al. 2024) for every checkpoint of RUN_DIR on one evaluation set: "
-                    "hierarchical attention per object, combinatorial attention per object set, the same object "
-                    "profile from saliency methods with their Spearman rank correlations, the dual-ball probe on "
-                    "MiniPong-TwoBall, and the return. Writes RUN_DIR/analysis/atom.csv and atom.png; checkpoints "
-                    "already analysed with the same evaluation set and options are not recomputed.",
-        epilog="example: interp atom runs/baseline --evalset runs/eval.npz",
-    )
-    atom.add_argument("run_dir", help="run directory (from `interp train`)")
-    atom.add_argument("--evalset", required=True, help="evaluation set (.npz from `interp evalset`)")
-    atom.add_argument("--methods", default=RUN_METHODS,
-                      help=f"saliency methods to compare object profiles with (default: {RUN_METHODS}; empty: none)")
-    atom.add_argument("--probe", action=argparse.BooleanOptionalAction, default=None,
-                      help="run the dual-ball probe per checkpoint (default: on MiniPong-TwoBall)")
-    atom.add_argument("--target", default="actor", choices=("actor", "critic"), help="output explained")
-    atom.add_argument("--output", "--seed-output", default="action", choices=("action", "logits"),
-                      help="the actor's output explained in pass 1: the chosen action's logit or all logits "
-                           "(default: action)")
-    atom.add_argument("--initial-relevance", default="one", choices=("one", "value"),
-                      help="pass 1 starts from 1 (default) or from the output's value f(x) at the explained output")
-    atom.add_argument("--rule", default="zplus", help="LRP rule: zplus (default), epsilon, epsilon_plus, ...")
-    atom.add_argument("--first-layer", default=None, help="first-layer rule: flat, wsquare, zplus, epsilon")
-    atom.add_argument("--zero-biases", action="store_true", help="biases take no relevance")
-    atom.add_argument("--absolute", action="store_true", help="select and weight neurons by |R_k|")
-    atom.add_argument("--newest-frame-only", action="store_true",
-                      help="object relevance from the newest stacked frame only (default: all four)")
-    atom.add_argument("--share", type=float, default=0.9, help="relevance share of selected neurons (default: 0.9)")
-    atom.add_argument("--alpha", type=float, default=0.25, help="combinatorial threshold (default: 0.25)")
-    atom.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
-    atom.add_argument("--exclusivity", type=float, default=0.0,
-                      help="objects outside a set may hold this fraction of the largest (default: 0, exactly none)")
-    atom.set_defaults(run=cmd_atom)
-
-    overlap = commands.add_parser(
-        "overlap", help="agreement of attention heads with saliency for every checkpoint of a run",
-        description="For every checkpoint of RUN_DIR on one evaluation set: each attention head against each "
-                    "saliency method (actor and critic) by CC, Spearman, KL both ways, SIM, IoU of the top 5/10/20%%, "
-                    "NSS and AUC, EMD, each with a chance level from spatially shuffled attention, and the attention "
-                    "and saliency mass on each object beside the ATOM share. Writes RUN_DIR/analysis/overlap.csv "
-                    "and overlap/<metric>.png.",
-        epilog="example: interp overlap runs/mott --evalset runs/eval.npz --methods perturbation,gradient,lrp",
-    )
-    overlap.add_argument("run_dir", help="run directory (from `interp train`)")
-    overlap.add_argument("--evalset", required=True, help="evaluation set (.npz from `interp evalset`)")
-    overlap.add_argument("--methods", default=RUN_METHODS, help=f"saliency methods (default: {RUN_METHODS})")
-    overlap.add_argument("--workers", type=int, default=2, help="worker processes for the maps (default: 2)")
-    overlap.set_defaults(run=cmd_overlap)
-
-    sanity = commands.add_parser(
-        "sanity", help="cascading randomisation sanity check of attention and saliency maps",
-        description="Randomise the layers of a checkpoint (default: the run's final one) top-down and measure how "
-                    "similar (Spearman, SSIM) each attention head's and each saliency method's maps stay to the "
-                    "trained model's. Writes RUN_DIR/analysis/sanity.csv, sanity_flags.csv (maps that survive "
-                    "full randomisation) and sanity.png.",
-        epilog="example: interp sanity runs/mott --evalset runs/eval.npz --frames 16",
-    )
-    sanity.add_argument("run_dir", help="run directory (from `interp train`)")
-    sanity.add_argument("--evalset", required=True, help="evaluation set (.npz from `interp evalset`)")
-    sanity.add_argument("--checkpoint", help="checkpoint to randomise (default: the run's final one)")
-    sanity.add_argument("--frames", type=int, default=16, help="frames of the evaluation set used (default: 16)")
-    sanity.add_argument("--methods", default=RUN_METHODS, help=f"saliency methods (default: {RUN_METHODS})")
-    sanity.set_defaults(run=cmd_sanity)
+    _add_stages(commands)
 
     analyse = commands.add_parser(
-        "analyse", help="everything for a run: evaluation set, ATOM, maps, agreement, sanity checks, returns",
+        "analyse", help="everything for a run: evaluation set, maps, ATOM, agreement, sanity, returns, stills, video",
         description="Build the evaluation set when none is given (RUN_DIR/analysis/evalset.npz, from the final "
-                    "checkpoint), then compute the maps, ATOM, agreement (attention agents) and the sanity checks "
-                    "over all checkpoints in worker processes (or Ray tasks), reusing results already on disk; last, "
-                    "the final checkpoint's returns playing greedily, sampling and at random "
-                    "(RUN_DIR/analysis/evaluation.csv).",
+                    "checkpoint), then run every analysis stage (maps, ATOM, agreement for attention agents, sanity "
+                    "checks, the final checkpoint's returns, stills, the overlay video) over the checkpoints in worker "
+                    "processes (or Ray tasks), reusing results already on disk.",
         epilog="example: interp analyse runs/mott   |   on a Ray cluster: interp analyse runs/mott --backend ray "
-               "--ray-address HEAD_IP:6379",
-    )
-    analyse.add_argument("run_dir", help="run directory (from `interp train`)")
-    analyse.add_argument("--evalset", help="evaluation set (default: build one from the final checkpoint)")
-    analyse.add_argument("--frames", type=int, default=150, help="frames of a new evaluation set (default: 150)")
-    analyse.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+               "--ray-address HEAD_IP:6379")
+    _run_arguments(analyse)
+    analyse.add_argument("--frames", type=_positive, default=150, help="frames of a new evaluation set (default: 150)")
     analyse.add_argument("--episodes", type=int, default=20,
                          help="whole episodes the final checkpoint plays per policy (default: 20)")
     analyse.add_argument("--seed", type=int, default=0,
                          help="seed of those episodes and of a new evaluation set (default: 0)")
-    analyse.add_argument("--backend", choices=("local", "ray"), default="local",
-                         help="checkpoint x stage jobs in local processes (default) or as Ray tasks")
-    analyse.add_argument("--ray-address", help="with --backend ray: a running Ray cluster (default: $RAY_ADDRESS, "
-                                               "else Ray started here)")
     analyse.set_defaults(run=cmd_analyse)
 
     report = commands.add_parser(
         "report", help="a self-contained HTML page for a run, or comparing runs",
         description="Write one HTML file with everything embedded: configuration and parameter counts, training "
                     "curves, ATOM trajectories, agreement with chance levels, sanity checks, attention stills, the "
-                    "overlay video, and the numbers behind every plot as downloadable CSV. Sections whose analysis "
-                    "has not run yet say which command produces them (`interp analyse` runs them all).",
-        epilog="example: interp report runs/baseline runs/mott --out runs/comparison.html",
-    )
+                    "overlay video, and the numbers behind every plot as downloadable CSV. Stills and a video of "
+                    "the final checkpoint are rendered first when missing; sections whose analysis has not run yet "
+                    "say which command produces them (`interp analyse` runs them all).",
+        epilog="example: interp report runs/baseline runs/mott --out runs/comparison.html")
     report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories")
     report.add_argument("--out", help="output .html (default: RUN_DIR/report.html for one run)")
     report.add_argument("--evalset", help="evaluation set for the stills (default: RUN_DIR/analysis/evalset.npz)")
     report.add_argument("--video-frames", type=int, default=60,
                         help="steps of an overlay video rendered when a run has none (default: 60; 0: none)")
     report.set_defaults(run=cmd_report)
-
-    video = commands.add_parser(
-        "video", help="overlay video: frame, attention heads, actor and critic saliency",
-        description="Play a checkpoint's agent and write an h264 mp4 with titled panels side by side: the raw "
-                    "frame, each attention head overlaid, and the actor and critic perturbation saliency (OpenCV JET "
-                    "heat maps alpha-blended as in the thesis), with the step and the return.",
-        epilog="example: interp video runs/baseline/checkpoints/step_000002000000.pt --env MiniPong-v0 --frames 300 "
-               "--out runs/baseline.mp4",
-    )
-    video.add_argument("checkpoint", help="checkpoint file")
-    video.add_argument("--env", required=True, help="environment id")
-    video.add_argument("--frames", type=int, default=300, help="steps to play (default: 300)")
-    video.add_argument("--out", required=True, help="output .mp4")
-    video.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    video.add_argument("--png-every", type=int, default=0, help="also write every K-th frame as PNG (default: none)")
-    video.add_argument("--env-option", action="append", metavar="KEY=VALUE", help="environment option")
-    video.set_defaults(run=cmd_video)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    _short_openmp_spin()  # building the parser loads torch
+    args = build_parser().parse_args(argv)
     try:
         args.run(args)
     except (UserError, FileNotFoundError) as error:

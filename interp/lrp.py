@@ -145,7 +145,7 @@ def _propagate(agent, steps: Steps, composite: Composite, start: str | None, see
 
     handles = [points[name].register_forward_hook(keep(name)) for name in {start, capture} - {None}]
     handles += [point.register_forward_hook(make_leaf(name)) for name, point in points.items()
-                if point.kind in ("step_input", "constant")]
+                if point.role in ("step_input", "constant")]
     try:
         with (conservative_propagation(zero_biases=composite.zero_biases, stabiliser=stabiliser),
               composite.context(agent) as model, torch.enable_grad()):
@@ -169,7 +169,7 @@ def _propagate(agent, steps: Steps, composite: Composite, start: str | None, see
     step_inputs, constants = {}, dict(kept)
     for name in leaves:
         value = next(rest).reshape(count, -1)
-        if points[name].kind == "step_input":
+        if points[name].role == "step_input":
             step_inputs[name] = value
         else:  # "answerer.attention.hook_basis" took what the buffer "answerer.attention.basis" took
             constants[name.replace("hook_", "")] = value.sum(1)

@@ -120,6 +120,8 @@ def values(cls: type, namespace: argparse.Namespace) -> dict:
     """The fields of ``cls`` given on the command line (``key_values`` fields parsed into dicts)."""
     given = {}
     for field in dataclasses.fields(cls):
+        if not field.metadata.get("cli", True):
+            continue
         value = getattr(namespace, field.name, None)
         if value is None:
             continue

@@ -13,7 +13,12 @@ Every analysis relies on this contract alone: an ordered set of ``(step, checkpo
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import functools
+import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +73,8 @@ class Run:
         from trainers.config import TrainConfig
 
         directory = Path(directory)
+        if directory.is_file():
+            raise UserError(f"{directory} is a file; a run directory (from `interp train`) was expected")
         if not directory.is_dir():
             raise UserError(f"{directory}: no such run directory")
         checkpoints = {int(match.group(1)): path for path in (directory / "checkpoints").glob("step_*.pt")
@@ -112,11 +119,27 @@ class Run:
     def load(self, step: int) -> Checkpoint:
         return load_checkpoint(self.checkpoint(step))
 
+    @functools.cached_property
+    def agent(self):
+        """The final checkpoint's agent (eval mode)."""
+        return self.load(self.final).agent.eval()
+
+    @property
+    def architecture(self) -> str:
+        """The architecture of the final checkpoint, which every checkpoint of the run must share."""
+        return self.agent.name
+
     # ---- the files interp train writes ----
 
     def checkpoint_path(self, step: int) -> Path:
         """Where the trainer writes the checkpoint of ``step``."""
         return self.directory / "checkpoints" / checkpoint_name(step)
+
+    @classmethod
+    def new(cls, config) -> Run:
+        """The run ``interp train`` writes (or continues) in ``config.out``, as configured."""
+        environment = Environment(config.env, {"frame_size": config.frame_size, **config.env_options})
+        return cls(config.out, {}, environment, config=config)
 
     @property
     def config_path(self) -> Path:
@@ -129,6 +152,32 @@ class Run:
     @property
     def state_path(self) -> Path:
         return self.directory / "trainer_state.pt"
+
+    # ---- exclusive use ----
+
+    @contextlib.contextmanager
+    def lock(self, what: str, folder: Path | None = None) -> Iterator[None]:
+        """Hold ``folder/.lock`` (default: the run directory's) while ``what`` (e.g. ``"interp train"``) runs; a
+        second holder is refused with the first's name and pid. The operating system releases the lock when its
+        process ends, however it ends."""
+        folder = Path(folder or self.directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / ".lock"
+        handle = open(path, "a+")  # noqa: SIM115 (held until the block ends)
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise UserError(f"{folder} is in use by {holder}; wait for it to finish (or stop it)") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{what} (pid {os.getpid()})")
+            handle.flush()
+            yield
+        finally:
+            handle.close()
 
     # ---- analyses ----
 

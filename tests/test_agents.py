@@ -59,11 +59,10 @@ def test_attention_weights_are_distributions(name):
     with record_attention(agent) as attention:
         agent(random_inputs(agent, steps=6, batch=2, done_at=(3,)), agent.initial_state(2))
     assert attention and all(record.tensors for record in attention.values())
-    key_dims = {"spatial": (-2, -1), "temporal": (-1,), "time": (-1,), "space": (-1,), "space_time": (-2, -1)}
-    for record in attention.values():
+    for record in attention.values():  # [B, heads, h, w] spatial, else [B, groups, heads, queries, keys]
         for weights in record.tensors:
             assert (weights >= 0).all()
-            total = weights.sum(dim=key_dims[record.kind])
+            total = weights.sum(dim=(-2, -1) if record.layout == "spatial" else -1)
             assert torch.allclose(total, torch.ones_like(total), atol=1e-5), record.name
 
 
@@ -220,7 +219,7 @@ def test_mott_convnet_vision_and_bad_options():
         make_agent("mot")
     with pytest.raises(UserError, match="mem_len"):
         make_agent("mott", mem_len=3)
-    with pytest.raises(ValueError, match="vision"):
+    with pytest.raises(UserError, match="vision"):
         make_agent("mott", vision="vit")
 
 

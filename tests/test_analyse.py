@@ -56,38 +56,33 @@ def test_analyse_command_runs_every_stage_in_workers_and_reuses_results(tmp_path
     for step in (0, 500):
         save_checkpoint(run / "checkpoints" / f"step_{step:012d}.pt",
                         make_agent("timesformer_divided", num_actions=3, **SMALL_TSF), env="MiniPong-v0", step=step)
-    assert main(["analyse", str(run), "--frames", "3", "--workers", "2"]) == 0
+    assert main(["analyse", str(run), "--frames", "3", "--workers", "2", "--episodes", "2"]) == 0
     analysis = run / "analysis"
-    overlap = pd.read_csv(analysis / "overlap.csv", keep_default_na=False, na_values=[""])
-    assert list(overlap.columns) == ["step", "head", "method", "target", "metric", "value", "chance"]
-    assert sorted(overlap.step.unique()) == [0, 500]
-    assert set(overlap.method) == {"perturbation", "gradient", "smoothgrad", "lrp", "atom"}
-    assert overlap[overlap.metric == "cc"].value.between(-1, 1).all()
-    masses = overlap[overlap.metric == "attention_mass/ball"]
+    agreement = pd.read_csv(analysis / "agreement.csv", keep_default_na=False, na_values=[""])
+    assert list(agreement.columns) == ["step", "head", "method", "target", "metric", "value", "chance"]
+    assert sorted(agreement.step.unique()) == [0, 500]
+    assert set(agreement.method) == {"perturbation", "gradient", "smoothgrad", "lrp", "atom"}
+    assert agreement[agreement.metric == "cc"].value.between(-1, 1).all()
+    masses = agreement[agreement.metric == "attention_mass/ball"]
     assert len(masses) and (masses.chance > 0).all() and masses.value.between(0, 1).all()
-    assert (analysis / "overlap" / "cc.png").exists() and (analysis / "atom.png").exists()
+    assert (analysis / "agreement" / "cc.png").exists() and (analysis / "atom.png").exists()
     sanity = pd.read_csv(analysis / "sanity.csv")
     assert set(sanity.step) == {500} and sanity.layers_randomised.max() > 5
     assert (analysis / "sanity_flags.csv").exists() and (analysis / "evalset.npz").exists()
+    assert (analysis / "video.mp4").stat().st_size > 1000 and len(list((analysis / "stills").glob("*.png"))) == 6
 
     assert len(list((analysis / "cache").glob("maps-*"))) == 1  # ATOM and agreement share the maps
-    cached = sorted((analysis / "cache").glob("*/step_*"))
-    assert len(cached) == 7  # maps, overlap and ATOM for each checkpoint, sanity for the final one
+    cached = sorted(path for path in (analysis / "cache").glob("*/step_*") if path.suffix != ".sha256")
+    # maps, agreement and ATOM for each checkpoint; sanity, evaluation, stills and video for the final one
+    assert len(cached) == 10
     stamps = [path.stat().st_mtime_ns for path in cached]
-    assert main(["analyse", str(run), "--workers", "2"]) == 0
+    assert main(["analyse", str(run), "--workers", "2", "--episodes", "2"]) == 0
     assert [path.stat().st_mtime_ns for path in cached] == stamps
 
     baseline_run = tmp_path / "baseline"
     save_checkpoint(baseline_run / "checkpoints" / "step_000000000000.pt", make_agent("baseline", num_actions=3),
                     env="MiniPong-v0", step=0)
     capsys.readouterr()
-    assert main(["overlap", str(baseline_run), "--evalset", str(analysis / "evalset.npz")]) == 2
+    assert main(["overlap", str(baseline_run), "--evalset", str(analysis / "evalset.npz")]) == 2  # the old name
     assert "no attention over the frame" in capsys.readouterr().err
-    assert np.isfinite(overlap.value).all()
-
-
-def test_the_command_line_defaults_to_the_maps_the_stages_share():
-    from analyses.maps import MAP_METHODS
-    from interp.cli import RUN_METHODS
-
-    assert tuple(RUN_METHODS.split(",")) == MAP_METHODS
+    assert np.isfinite(agreement.value).all()

@@ -5,11 +5,13 @@ import numpy as np
 import pytest
 
 from analyses.analyse import analyse_run
-from analyses.evaluate import POLICIES, evaluate_run, play
+from analyses.evaluation import POLICIES, EvaluationOptions, play
 from interp.agents import make_agent, save_checkpoint
 from interp.agents.policy import AgentPolicy
+from interp.cli import main
 from interp.envs import make_env
 from interp.errors import UserError
+from interp.runs import Run
 
 
 def play_alone(agent, seed: int, frame_size: int) -> float:
@@ -48,19 +50,27 @@ def test_sampled_and_random_play_are_reproducible_and_differ_with_the_seed():
         play(agent, "MiniPong-v0", episodes=0)
 
 
-def test_analyse_refuses_a_bad_episode_count_before_any_work(tmp_path):
+def test_a_bad_episode_count_is_refused_before_any_work(tmp_path, capsys):
     with pytest.raises(UserError, match="at least 1"):
-        analyse_run(tmp_path / "missing", episodes=0)
+        EvaluationOptions(episodes=0)
+    assert main(["analyse", str(tmp_path / "missing"), "--episodes", "0"]) == 2
+    assert "at least 1" in capsys.readouterr().err
 
 
-def test_evaluate_run_writes_one_row_per_policy_and_reuses_it(tmp_path):
+def test_the_evaluation_stage_writes_one_row_per_policy_and_reuses_it(tmp_path):
     agent = make_agent("baseline", (4, 84, 84), 3)
-    save_checkpoint(tmp_path / "checkpoints" / "step_000000000010.pt", agent, step=10)
-    table = evaluate_run(tmp_path, "MiniPong-v0", episodes=3)
+    save_checkpoint(tmp_path / "checkpoints" / "step_000000000010.pt", agent, step=10, env="MiniPong-v0")
+
+    def evaluation(**options):
+        analyse_run(tmp_path, stages=("evaluation",), options={"evaluation": EvaluationOptions(**options)},
+                    progress=False, log=lambda line: None)
+        return Run.open(tmp_path).read_table("evaluation.csv")
+
+    table = evaluation(episodes=3)
     assert table.policy.tolist() == list(POLICIES) and set(table.step) == {10} and set(table.episodes) == {3}
-    written = tmp_path / "analysis" / "evaluation.csv"
-    mtime = written.stat().st_mtime_ns
-    assert evaluate_run(tmp_path, "MiniPong-v0", episodes=3).equals(table) and written.stat().st_mtime_ns == mtime
-    assert set(evaluate_run(tmp_path, "MiniPong-v0", episodes=3, seed=5).seed) == {5}
-    save_checkpoint(tmp_path / "checkpoints" / "step_000000000020.pt", agent, step=20)
-    assert set(evaluate_run(tmp_path, "MiniPong-v0", episodes=3).step) == {20}
+    cached = list((tmp_path / "analysis" / "cache").glob("evaluation-*/step_*.csv"))
+    mtime = cached[0].stat().st_mtime_ns
+    assert evaluation(episodes=3).equals(table) and cached[0].stat().st_mtime_ns == mtime  # reused
+    assert set(evaluation(episodes=3, seed=5).seed) == {5}  # another seed is another result
+    save_checkpoint(tmp_path / "checkpoints" / "step_000000000020.pt", agent, step=20, env="MiniPong-v0")
+    assert set(evaluation(episodes=3).step) == {20}

@@ -12,11 +12,14 @@ import pytest
 import ray  # the `ray` extra, which `make test` installs
 import torch
 
-from analyses.atom import atom_for_run
-from analyses.runs import for_each_checkpoint, load_result
+from analyses.analyse import analyse_run
+from analyses.atom import AtomOptions
+from analyses.maps import MapsOptions
+from analyses.stage import Job, load_result, run_jobs, verified
 from interp.agents import load_checkpoint, make_agent, save_checkpoint
 from interp.cli import main
 from interp.cluster import connect, disconnect
+from interp.runs import Run
 from trainers.config import TrainConfig
 from trainers.impala import Trainer, TrainerError
 from trainers.ray_actors import RayWorkers
@@ -100,6 +103,7 @@ def test_analyse_on_ray_writes_the_files_of_the_local_backend(tmp_path, local_ra
         pd.testing.assert_frame_equal(pd.read_csv(on_ray / "analysis" / table),
                                       pd.read_csv(local / "analysis" / table))
     cached = sorted(p.relative_to(on_ray) for p in (on_ray / "analysis" / "cache").rglob("step_*"))
+    assert cached
     assert cached == sorted(p.relative_to(local) for p in (local / "analysis" / "cache").rglob("step_*"))
 
 
@@ -114,39 +118,42 @@ def test_an_analysis_error_on_ray_is_the_job_s_own(tmp_path, local_ray, capsys):
     assert "trained on MiniPong-v0, not on MiniPong-TwoBall-v0" in error and "Traceback" not in error
 
 
-def _dies_once(checkpoint: Path, marker_dir: Path) -> pd.DataFrame:
+def _dies_once(job: Job, marker_dir: Path) -> pd.DataFrame:
     """A job whose first attempt loses its worker process (as a node failure would)."""
-    marker = marker_dir / f"{checkpoint.stem}.attempted"
+    marker = marker_dir / f"{job.checkpoint.stem}.attempted"
     if not marker.exists():
         marker.touch()
         os.kill(os.getpid(), signal.SIGKILL)
-    return pd.DataFrame({"pid": [os.getpid()], "checkpoint": [checkpoint.name]})
+    return pd.DataFrame({"pid": [os.getpid()], "checkpoint": [job.checkpoint.name]})
 
 
 def test_a_lost_analysis_worker_is_retried_and_nothing_is_half_written(tmp_path, local_ray):
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the job lives in this test module
-    run = _run(tmp_path, "run")
-    checkpoints = sorted((run / "checkpoints").glob("step_*.pt"))
+    run = Run.open(_run(tmp_path, "run"))
     cache = tmp_path / "cache"
-    cache.mkdir()
-    paths = for_each_checkpoint(checkpoints, cache, ".csv", partial(_dies_once, marker_dir=tmp_path),
-                                backend="ray", progress=False)
+    jobs = {cache / f"step_{step:012d}.csv": Job("test", run.checkpoint(step), step, run.environment, None, None,
+                                                 "baseline") for step in run.steps}
+    run_jobs(jobs, backend="ray", progress=False, compute=partial(_dies_once, marker_dir=tmp_path))
     assert len(list(tmp_path.glob("*.attempted"))) == 2  # every first attempt died
-    for checkpoint in checkpoints:
-        result = load_result(paths[int(checkpoint.stem.split("_")[-1])])
-        assert result.checkpoint.tolist() == [checkpoint.name]
-    assert sorted(p.name for p in cache.iterdir()) == ["step_000000000000.csv", "step_000000000500.csv"]
+    for path, job in jobs.items():
+        assert verified(path) and load_result(path).checkpoint.tolist() == [job.checkpoint.name]
+    assert sorted(p.name for p in cache.iterdir() if p.suffix == ".csv") == ["step_000000000000.csv",
+                                                                           "step_000000000500.csv"]
 
 
 def test_atom_on_ray_equals_atom_in_process(tmp_path, local_ray):
     run = _run(tmp_path, "run")
     assert main(["evalset", str(run), "--env", "MiniPong-v0", "--frames", "2", "--context", "1",
                  "--out", str(tmp_path / "eval.npz")]) == 0
-    local = atom_for_run(run, tmp_path / "eval.npz", methods=("gradient",), progress=False)
-    for cached in (run / "analysis" / "cache").rglob("step_*"):
-        cached.unlink()
-    on_ray = atom_for_run(run, tmp_path / "eval.npz", methods=("gradient",), backend="ray", progress=False)
-    pd.testing.assert_frame_equal(local, on_ray)
+    tables = []
+    for backend in ("local", "ray"):
+        for cached in (run / "analysis" / "cache").rglob("step_*"):
+            cached.unlink()
+        analyse_run(run, tmp_path / "eval.npz", stages=("atom",), backend=backend, progress=False,
+                    options={"atom": AtomOptions(methods=("gradient",)), "maps": MapsOptions(methods=("gradient",))},
+                    log=lambda line: None)
+        tables.append(pd.read_csv(run / "analysis" / "atom.csv"))
+    pd.testing.assert_frame_equal(*tables)
 
 
 def test_without_ray_the_backend_says_how_to_install_it(tmp_path, monkeypatch, capsys):

@@ -7,7 +7,7 @@ from interp.cli import main
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-SECTIONS = ["configuration", "training", "atom", "agreement", "sanity", "attention", "video", "data"]
+SECTIONS = ["configuration", "training", "atom", "agreement", "sanity", "stills", "video", "data"]
 
 
 @pytest.fixture(scope="module")

@@ -116,14 +116,15 @@ def test_resume_continues_step_count_and_optimizer(tmp_path):
     assert state["step"] == 256 and state["optimizer"]["state"]
     trainer = Trainer(TrainConfig(arch="baseline", steps=512, out=out, actors=0, **SMALL), resume=True,
                       progress=False)
-    assert trainer.step == 256
-    saved_mean_square = state["optimizer"]["state"][0]["mean_square"]
-    assert torch.equal(trainer.optimizer.state_dict()["state"][0]["mean_square"], saved_mean_square)
+    restored = []
+    trainer.agent.register_forward_pre_hook(lambda *_: restored.append(
+        (trainer.step, trainer.optimizer.state_dict()["state"][0]["mean_square"].clone())) if not restored else None)
     trainer.run()
+    assert restored[0][0] == 256 and torch.equal(restored[0][1], state["optimizer"]["state"][0]["mean_square"])
     steps = [int(r["step"]) for r in rows(out)]
     assert steps[0] == 32 and steps[-1] == 512 and steps == sorted(set(steps))
-    with pytest.raises(Exception, match="already holds checkpoints"):
-        Trainer(TrainConfig(arch="baseline", steps=512, out=out, actors=0, **SMALL), progress=False)
+    with pytest.raises(UserError, match="already holds a run"):
+        Trainer(TrainConfig(arch="baseline", steps=512, out=out, actors=0, **SMALL), progress=False).run()
 
 
 def _kill_an_actor_after(seconds: float) -> threading.Thread:

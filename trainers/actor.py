@@ -16,12 +16,13 @@ from interp import precision
 from interp.agents import make_agent
 from interp.agents.stepper import Stepper
 from interp.envs import make_vector_env
+from interp.errors import UserError
 from trainers.config import TrainConfig
 from trainers.rollouts import FREE, RolloutBuffers, SharedWeights
 
 
-class TrainerError(RuntimeError):
-    """Training cannot go on (e.g. actors keep dying); the message says why."""
+class TrainerError(UserError):
+    """Training cannot go on (actors keep dying, the disk is full); the message says why, in one line."""
 
 
 class RestartBudget:

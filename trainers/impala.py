@@ -1,16 +1,21 @@
 """IMPALA learner: batches actors' rollouts, applies V-trace, and writes checkpoints across training.
 
-Read top to bottom: the loss, the checkpoint schedule, then :class:`Trainer` (set-up, the loop, shutdown).
+Read top to bottom: the loss, the checkpoint schedule, the metrics file, then :class:`Trainer` (set-up, the loop,
+checkpoints and resume).
+
+What a run directory holds stays consistent through any interruption: the trainer state of a step is written
+before its checkpoint, so every checkpoint's weights are those the state holds at its step; a resume continues from
+the state, writes its step's checkpoint if the interruption came between the two, and drops the rows of
+``metrics.csv`` written after it. One lock keeps a second ``interp train`` out of a run in progress.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import json
 import math
-import multiprocessing as mp
-import random
 import signal
 import time
 from collections import deque
@@ -27,13 +32,12 @@ from interp.agents import make_agent, save_checkpoint
 from interp.envs import make_env
 from interp.errors import UserError
 from interp.files import atomic_path
+from interp.runs import Run
 from trainers import vtrace
-from trainers.actor import Actor, RestartBudget, TrainerError, actor_slots, run_actor_process
+from trainers.actor import TrainerError
 from trainers.config import TrainConfig
 from trainers.optim import RMSpropTF
-from trainers.rollouts import RolloutBuffers, SharedWeights, rollout_fields
-
-ACTOR_POLL_SECONDS = 0.5  # how often the learner checks that its actors are alive while it waits
+from trainers.workers import Workers, make_workers
 
 
 def impala_loss(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
@@ -70,7 +74,7 @@ def impala_loss(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
 def learner_losses(agent, batch: dict[str, torch.Tensor], initial_state: tuple[torch.Tensor, ...],
                    config: TrainConfig, precision_name: str) -> dict[str, torch.Tensor]:
     """The learner's forward pass over a batch in ``precision_name`` (``bf16``: under autocast; see
-    :mod:`trainers.precision`), then :func:`impala_loss` in float32."""
+    :mod:`interp.precision`), then :func:`impala_loss` in float32."""
     inputs = {name: batch[name] for name in ("frame", "reward", "done", "last_action", *agent.extra_inputs)}
     with precision.autocast(precision_name, batch["frame"].device):
         outputs, _ = agent(inputs, initial_state)
@@ -85,70 +89,101 @@ def checkpoint_schedule(total_steps: int, every: int, first: int = 100) -> list[
     return sorted({0, *early, *regular, total_steps})
 
 
+class Metrics:
+    """``metrics.csv`` (one row per update) and the same as TensorBoard events."""
+
+    def __init__(self, run: Run, up_to_step: int | None = None):
+        """``up_to_step``: on a resume, the rows written after that step (after the state the run resumes from)
+        are dropped first, so no step is logged twice."""
+        self.path = run.metrics_path
+        if up_to_step is not None and self.path.exists():
+            _truncate_rows(self.path, up_to_step)
+        self.file = open(self.path, "a", newline="")  # noqa: SIM115 (closed by close())
+        self.writer: csv.DictWriter | None = None
+        self.tensorboard = _summary_writer(run.directory / "tensorboard")
+
+    def write(self, row: dict) -> None:
+        if self.writer is None:
+            self.writer = csv.DictWriter(self.file, fieldnames=list(row))
+            if self.file.tell() == 0:
+                self.writer.writeheader()
+        self.writer.writerow(row)
+        self.file.flush()
+        if self.tensorboard is not None:
+            for key, value in row.items():
+                if key != "step" and value is not None and not (isinstance(value, float) and math.isnan(value)):
+                    group = "losses" if "loss" in key or key in ("entropy", "grad_norm") else "charts"
+                    self.tensorboard.add_scalar(f"{group}/{key}", value, row["step"])
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+def _truncate_rows(path: Path, step: int) -> None:
+    with open(path, newline="") as file:
+        rows = list(csv.reader(file))
+    kept = [rows[0], *[row for row in rows[1:] if row and row[0].isdigit() and int(row[0]) <= step]] if rows else []
+    with atomic_path(path, suffix=".csv") as tmp, open(tmp, "w", newline="") as file:
+        csv.writer(file).writerows(kept)
+
+
 class Trainer:
     """One training run in ``config.out``: ``Trainer(config).run()``; ``resume=True`` continues a stopped run."""
 
     def __init__(self, config: TrainConfig, *, resume: bool = False, progress: bool = True):
-        self.config, self.progress = config, progress
-        self.run_dir = Path(config.out)
-        self.checkpoint_dir = self.run_dir / "checkpoints"
+        self.config, self.progress, self.resume = config, progress, resume
+        self.run_files = Run.new(config)
         self.device = torch.device(config.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise UserError("--device cuda was asked for but torch sees no CUDA device")
         self.precision = precision.resolve(config.precision, self.device)
-        torch.manual_seed(config.seed)
-        random.seed(config.seed)
-        self.seeds = np.random.default_rng(config.seed)  # actor seeds
+        self.seeds = np.random.default_rng(config.seed)  # the actors' seeds
         probe = make_env(config.env, frame_size=config.frame_size, **config.env_options)
         self.obs_shape, self.num_actions = probe.observation_space.shape, int(probe.action_space.n)
         probe.close()
-        self.agent = make_agent(config.arch, self.obs_shape, self.num_actions, **config.agent).to(self.device)
+        self.agent = make_agent(config.arch, self.obs_shape, self.num_actions, seed=config.seed,
+                                **config.agent).to(self.device)
         optimizer = RMSpropTF if config.optimizer == "rmsprop_tf1" else torch.optim.RMSprop
         self.optimizer = optimizer(self.agent.parameters(), lr=config.lr, alpha=config.rmsprop_alpha,
                                    eps=config.rmsprop_eps, momentum=config.rmsprop_momentum)
         self.step, self.elapsed, self.updates = 0, 0.0, 0
         self.returns: deque[float] = deque(maxlen=100)
         self.lengths: deque[int] = deque(maxlen=100)
-        if resume:
-            self._restore()
-        else:
-            if self.checkpoint_dir.exists() and any(self.checkpoint_dir.glob("step_*.pt")):
-                raise UserError(f"{self.run_dir} already holds checkpoints; pass --resume to continue it or choose "
-                                "another --out")
-            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            self._write_config(config)
-        schedule = checkpoint_schedule(config.steps, config.checkpoint_every, config.first_checkpoint)
-        self.schedule = [s for s in schedule if s > self.step or (s == 0 and not resume)]
         self.stop_requested = False
 
     # ---- the loop ----
 
     def run(self) -> Path:
         """Train until ``config.steps`` (or SIGINT/SIGTERM); returns the final checkpoint's path."""
-        config = self.config
-        self.agent.train()
-        cpu_agent = self.agent if self.device.type == "cpu" else make_agent(
-            config.arch, self.obs_shape, self.num_actions, **config.agent)
-        fields = rollout_fields(cpu_agent, self.obs_shape, self.num_actions)
-        if config.backend == "ray":
-            from trainers.ray_actors import RayWorkers
+        with self.run_files.lock("interp train"), self._process_settings():
+            if self.resume:
+                self._restore()
+            else:
+                self._start()
+            schedule = checkpoint_schedule(self.config.steps, self.config.checkpoint_every,
+                                           self.config.first_checkpoint)
+            self.schedule = [s for s in schedule if s > self.step or s == self.step == 0]
+            cpu_agent = self.agent if self.device.type == "cpu" else make_agent(
+                self.config.arch, self.obs_shape, self.num_actions, **self.config.agent)
+            workers = make_workers(self.config, cpu_agent, self.obs_shape, self.num_actions, self.seeds)
+            metrics = Metrics(self.run_files, self.step if self.resume else None)
+            try:
+                return self._loop(workers, metrics)
+            finally:
+                workers.shutdown()
+                metrics.close()
 
-            workers = RayWorkers(config, self.seeds)
-        else:
-            workers = _Workers(config, fields, cpu_agent.initial_state(config.envs_per_actor), self.agent, self.seeds)
+    def _loop(self, workers: Workers, metrics: Metrics) -> Path:
+        config, last = self.config, None
+        self.agent.train()
         workers.publish(self.agent)
-        settings = self._process_settings()
-        settings.__enter__()
-        self.metrics_file = open(self.run_dir / "metrics.csv", "a", newline="")  # noqa: SIM115
-        self.metrics_writer = None
-        self.tensorboard = _summary_writer(self.run_dir / "tensorboard")
         bar = tqdm(total=config.steps, initial=self.step, unit="step", dynamic_ncols=True,
                    disable=None if self.progress else True)  # None: only on a terminal
-        last_checkpoint = None
         try:
-            if self.schedule and self.schedule[0] == 0 and self.step == 0:
-                last_checkpoint = self._checkpoint()
-                self.schedule.pop(0)
+            if self.schedule and self.schedule[0] == 0:
+                last = self._checkpoint()
             workers.start()
             started = time.monotonic() - self.elapsed
             while self.step < config.steps and not self.stop_requested:
@@ -159,23 +194,23 @@ class Trainer:
                 workers.publish(self.agent)
                 self.step += config.unroll * config.batch_size
                 self.elapsed = time.monotonic() - started
-                self._log(batch, losses)
+                metrics.write(self._row(batch, losses))
                 bar.update(config.unroll * config.batch_size)
                 bar.set_postfix(sps=f"{self.step / max(self.elapsed, 1e-9):.0f}", ret=self._mean(self.returns))
-                if self.schedule and self.step >= self.schedule[0]:
-                    last_checkpoint = self._checkpoint()
-                    while self.schedule and self.step >= self.schedule[0]:
-                        self.schedule.pop(0)
-            if last_checkpoint is None or last_checkpoint.name != f"step_{self.step:012d}.pt":
-                last_checkpoint = self._checkpoint()  # the final one, also after SIGINT/SIGTERM
+                if any(s <= self.step for s in self.schedule):
+                    last = self._checkpoint()
+        except TrainerError as error:  # the actors cannot go on: keep what was learned
+            self._final_checkpoint(last)
+            raise TrainerError(f"{error} A final checkpoint at step {self.step} was written.") from None
         finally:
             bar.close()
-            workers.shutdown()
-            self.metrics_file.close()
-            if self.tensorboard is not None:
-                self.tensorboard.close()
-            settings.__exit__(None, None, None)
-        return last_checkpoint
+        return self._final_checkpoint(last)
+
+    def _final_checkpoint(self, last: Path | None) -> Path:
+        """The checkpoint of the current step, written unless it already was (also after SIGINT/SIGTERM)."""
+        if last is not None and last == self.run_files.checkpoint_path(self.step):
+            return last
+        return self._checkpoint()
 
     @contextlib.contextmanager
     def _process_settings(self):
@@ -210,25 +245,14 @@ class Trainer:
         self.updates += 1
         return {**{k: v.item() for k, v in losses.items()}, "grad_norm": grad_norm.item()}
 
-    def _log(self, batch: dict[str, torch.Tensor], losses: dict[str, float]) -> None:
+    def _row(self, batch: dict[str, torch.Tensor], losses: dict[str, float]) -> dict:
         ended = batch["terminal"][1:].cpu()
         self.returns.extend(batch["episode_return"][1:].cpu()[ended].tolist())
         self.lengths.extend(batch["episode_step"][1:].cpu()[ended].tolist())
-        row = {"step": self.step, "wall_time": round(self.elapsed, 3),
-               "sps": round(self.step / max(self.elapsed, 1e-9), 1), "episodes_ended": int(ended.sum()),
-               "mean_return": self._mean(self.returns), "mean_length": self._mean(self.lengths),
-               **{k: round(v, 6) for k, v in losses.items()}}
-        if self.metrics_writer is None:
-            self.metrics_writer = csv.DictWriter(self.metrics_file, fieldnames=list(row))
-            if self.metrics_file.tell() == 0:
-                self.metrics_writer.writeheader()
-        self.metrics_writer.writerow(row)
-        self.metrics_file.flush()
-        if self.tensorboard is not None:
-            for key, value in row.items():
-                if key != "step" and value is not None and not (isinstance(value, float) and math.isnan(value)):
-                    group = "losses" if "loss" in key or key in ("entropy", "grad_norm") else "charts"
-                    self.tensorboard.add_scalar(f"{group}/{key}", value, self.step)
+        return {"step": self.step, "wall_time": round(self.elapsed, 3),
+                "sps": round(self.step / max(self.elapsed, 1e-9), 1), "episodes_ended": int(ended.sum()),
+                "mean_return": self._mean(self.returns), "mean_length": self._mean(self.lengths),
+                **{k: round(v, 6) for k, v in losses.items()}}
 
     @staticmethod
     def _mean(values) -> float | None:
@@ -237,126 +261,71 @@ class Trainer:
     # ---- checkpoints and resume ----
 
     def _checkpoint(self) -> Path:
-        path = save_checkpoint(self.checkpoint_dir / f"step_{self.step:012d}.pt", self.agent, step=self.step,
-                               env=self.config.env, wall_time=self.elapsed, mean_return=self._mean(self.returns),
-                               precision=self.precision, config=json.loads(self.config.to_json()))
+        """The trainer state of this step, then its checkpoint; a full disk stops the run with a clear error."""
+        while self.schedule and self.schedule[0] <= self.step:
+            self.schedule.pop(0)
         state = {"step": self.step, "elapsed": self.elapsed, "updates": self.updates,
                  "optimizer": self.optimizer.state_dict(), "model": self.agent.state_dict(),
                  "returns": list(self.returns), "lengths": list(self.lengths),
-                 "torch_rng": torch.get_rng_state(), "python_rng": list(random.getstate()[1]),
                  "seed_rng": json.dumps(self.seeds.bit_generator.state)}
-        with atomic_path(self.run_dir / "trainer_state.pt") as tmp:
-            torch.save(state, tmp)
-        return path
+        try:
+            with atomic_path(self.run_files.state_path) as tmp:
+                torch.save(state, tmp)
+            return self._write_checkpoint()
+        except (OSError, RuntimeError) as error:
+            disk = (error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) if isinstance(error, OSError)
+                    else "writ" in str(error).lower())  # torch.save's "PytorchStreamWriter failed writing file"
+            if not disk:
+                raise
+            raise TrainerError(f"cannot write to {self.run_files.directory} ({_first_line(error)}); the run is "
+                               f"intact up to its last checkpoint: free some space and continue with --resume") \
+                from None
 
-    def _write_config(self, config: TrainConfig) -> None:
-        with atomic_path(self.run_dir / "config.json") as tmp:
-            tmp.write_text(config.to_json())
+    def _write_checkpoint(self) -> Path:
+        return save_checkpoint(self.run_files.checkpoint_path(self.step), self.agent, step=self.step,
+                               env=self.config.env, wall_time=self.elapsed, mean_return=self._mean(self.returns),
+                               precision=self.precision, config=json.loads(self.config.to_json()))
+
+    def _start(self) -> None:
+        directory = self.run_files.directory
+        if any((directory / "checkpoints").glob("step_*.pt")) or self.run_files.state_path.exists():
+            raise UserError(f"{directory} already holds a run; pass --resume to continue it or choose another --out")
+        (directory / "checkpoints").mkdir(parents=True, exist_ok=True)
+        self._write_config()
+
+    def _write_config(self) -> None:
+        with atomic_path(self.run_files.config_path) as tmp:
+            tmp.write_text(self.config.to_json())
 
     def _restore(self) -> None:
-        state_path = self.run_dir / "trainer_state.pt"
-        if not state_path.is_file():
-            raise UserError(f"{self.run_dir}: nothing to resume (no trainer_state.pt)")
-        saved = TrainConfig.from_json(self.run_dir / "config.json")
-        if (saved.arch, saved.env) != (self.config.arch, self.config.env):
-            raise UserError(f"{self.run_dir} holds a {saved.arch} run on {saved.env}, not {self.config.arch} on "
-                            f"{self.config.env}")
-        state = torch.load(state_path, map_location=self.device, weights_only=True)
-        self.agent.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.step, self.elapsed, self.updates = state["step"], state["elapsed"], state["updates"]
-        self.returns.extend(state["returns"])
-        self.lengths.extend(state["lengths"])
-        torch.set_rng_state(state["torch_rng"])
-        random.setstate((3, tuple(state["python_rng"]), None))
-        self.seeds.bit_generator.state = json.loads(state["seed_rng"])
-        self._write_config(self.config)
+        path = self.run_files.state_path
+        if not path.is_file():
+            raise UserError(f"{self.run_files.directory}: nothing to resume (no trainer_state.pt)")
+        saved = TrainConfig.from_json(self.run_files.config_path)
+        changed = [name for name in ("arch", "env", "frame_size", "agent", "env_options")
+                   if getattr(saved, name) != getattr(self.config, name)]
+        if changed:
+            raise UserError(f"{self.run_files.directory} holds a {saved.arch} run on {saved.env}; its "
+                            f"{', '.join(changed)} cannot change on --resume")
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+            self.agent.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.step, self.elapsed, self.updates = int(state["step"]), float(state["elapsed"]), int(state["updates"])
+            self.returns.extend(state["returns"])
+            self.lengths.extend(state["lengths"])
+            self.seeds.bit_generator.state = json.loads(state["seed_rng"])
+        except Exception as error:  # truncated, foreign or tampered state: nothing to resume from
+            raise UserError(f"{path}: not a readable trainer state ({_first_line(error)}); the checkpoints are "
+                            "intact, but this run cannot be resumed") from None
+        self._write_config()
+        if not self.run_files.checkpoint_path(self.step).exists():  # stopped between the state and its checkpoint
+            self._write_checkpoint()
 
 
-class _Workers:
-    """The actors: processes (``actors > 0``) watched for liveness, or one in-process synchronous actor. They
-    share rollout slots and the published weights with the learner through shared memory."""
-
-    def __init__(self, config: TrainConfig, fields: dict, initial_state: tuple[torch.Tensor, ...], model,
-                 seeds: np.random.Generator):
-        self.config, self.seeds = config, seeds
-        self.buffers = RolloutBuffers(fields, initial_state, config.buffer_slots, config.unroll, config.envs_per_actor)
-        self.weights = SharedWeights(model)
-        self.context = mp.get_context("fork")  # buffers and weights are inherited, no file descriptors passed
-        self.stop = self.context.Event()
-        self.errors = self.context.Queue()
-        self.processes: list = []
-        self.restarts = RestartBudget(config.max_actor_restarts)
-        self.last_check = time.monotonic()
-        self.local: Actor | None = None
-
-    def _seed(self) -> int:
-        return int(self.seeds.integers(2**31 - 1))
-
-    def publish(self, model) -> None:
-        self.weights.publish(model)
-
-    def start(self) -> None:
-        if self.config.actors == 0:
-            self.local = Actor(self.config, 0, self.buffers, self.weights, self._seed())
-            return
-        self.processes = [self._spawn(i) for i in range(self.config.actors)]
-
-    def _spawn(self, index: int):
-        process = self.context.Process(
-            target=run_actor_process, name=f"actor-{index}", daemon=True,
-            args=(self.config, index, self.buffers, self.weights, self._seed(), self.stop, self.errors))
-        process.start()
-        return process
-
-    def next_batch(self, should_stop):
-        """Wait for a batch's worth of full slots; every half second, check that every actor is alive."""
-        needed = self.config.slots_per_batch
-        if self.local is not None:
-            for slot in actor_slots(self.config, self.buffers, 0)[:needed]:
-                self.local.fill(slot)
-            return self.buffers.take(actor_slots(self.config, self.buffers, 0)[:needed])
-        while True:
-            if time.monotonic() - self.last_check > ACTOR_POLL_SECONDS:
-                self._check_actors()
-                self.last_check = time.monotonic()
-            full = self.buffers.full_slots()
-            if len(full) >= needed:
-                return self.buffers.take(full[:needed])
-            if should_stop():
-                return None, None
-            time.sleep(0.0005)
-
-    def _check_actors(self) -> None:
-        for index, process in enumerate(self.processes):
-            if process.is_alive():
-                continue
-            process.join()
-            reason = self._error_of(index)
-            self.restarts.spend(f"actor {index}", reason.strip().splitlines()[-1] if reason
-                                else f"exit code {process.exitcode}")
-            self.processes[index] = self._spawn(index)
-
-    def _error_of(self, index: int) -> str | None:
-        found = None
-        while not self.errors.empty():
-            actor, text = self.errors.get_nowait()
-            if actor == index:
-                found = text
-        return found
-
-    def shutdown(self) -> None:
-        self.stop.set()
-        for process in self.processes:
-            process.join(timeout=5)
-        for process in self.processes:
-            if process.is_alive():
-                process.kill()
-                process.join()
-        self.errors.close()
-        self.errors.join_thread()
-        if self.local is not None:
-            self.local.close()
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _summary_writer(path: Path):
@@ -381,5 +350,5 @@ def resume_config(run_dir: str | Path, **overrides) -> TrainConfig:
     return replace(TrainConfig.from_json(path), out=str(run_dir), **overrides)
 
 
-__all__ = ["Trainer", "TrainerError", "checkpoint_schedule", "impala_loss", "learner_losses", "resume_config",
-           "train"]
+__all__ = ["Metrics", "Trainer", "TrainerError", "checkpoint_schedule", "impala_loss", "learner_losses",
+           "resume_config", "train"]

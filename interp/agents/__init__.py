@@ -10,6 +10,8 @@ from __future__ import annotations
 import difflib
 from dataclasses import fields
 
+import torch
+
 from interp.agents.adaptive import AdaptiveAgent
 from interp.agents.base import Agent, AgentConfig, State, orthogonal_init_
 from interp.agents.baseline import BaselineAgent
@@ -26,8 +28,11 @@ AGENTS: dict[str, type[Agent]] = {
 }
 
 
-def make_agent(name: str, obs_shape: tuple[int, int, int] = (4, 84, 84), num_actions: int = 6, **config) -> Agent:
-    """Build an agent by architecture name; ``config`` are the fields of that agent's ``Config``."""
+def make_agent(name: str, obs_shape: tuple[int, int, int] = (4, 84, 84), num_actions: int = 6, *,
+               seed: int | None = None, **config) -> Agent:
+    """Build an agent by architecture name; ``config`` are the fields of that agent's ``Config``. ``seed``: draw the
+    initial weights from this seed (the caller's random state is left as it was); None: from torch's global random
+    state, as ``nn.Module`` constructors do."""
     if name not in AGENTS:
         close = difflib.get_close_matches(name, AGENTS, n=2)
         hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
@@ -37,8 +42,15 @@ def make_agent(name: str, obs_shape: tuple[int, int, int] = (4, 84, 84), num_act
     unknown = sorted(set(config) - allowed)
     if unknown:
         raise UserError(f"unknown option(s) {unknown} for {name}; allowed: {', '.join(sorted(allowed))}")
-    agent = cls(tuple(obs_shape), num_actions, cls.Config(**config))
-    return orthogonal_init_(agent) if agent.config.init == "orthogonal" else agent
+    try:
+        agent_config = cls.Config(**config)
+    except (TypeError, ValueError) as error:
+        raise UserError(f"bad option for {name}: {error}") from None
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.random.default_generator.manual_seed(seed)
+        agent = cls(tuple(obs_shape), num_actions, agent_config)
+        return orthogonal_init_(agent) if agent_config.init == "orthogonal" else agent
 
 
 __all__ = ["AGENTS", "Agent", "AgentConfig", "Checkpoint", "CheckpointError", "State", "load_agent",

@@ -128,8 +128,8 @@ class SpatialAttention(nn.Module):
         super().__init__()
         self.register_buffer("basis", spatial_basis(*grid), persistent=False)
         self.hook_basis = HookPoint("constant")
-        self.hook_logits = HookPoint("attention_logits", grid, image_size)
-        self.hook_weights = HookPoint("spatial", grid, image_size)
+        self.hook_logits = HookPoint("attention_logits", "spatial", grid, image_size)
+        self.hook_weights = HookPoint("attention", "spatial", grid, image_size)
 
     @property
     def basis_channels(self) -> int:

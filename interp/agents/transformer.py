@@ -64,21 +64,22 @@ class MultiHeadAttention(nn.Module):
 
     Queries ``[B, G, Q, d]`` attend to keys/values ``[B, G, K, d]`` within each group ``G`` (one group for a
     Transformer-XL core, one per patch for TimeSformer time attention, one per frame for space attention).
-    The weights pass through ``hook_weights`` in the layout of ``kind`` (see :mod:`interp.hooks`).
+    The weights ``[B, G, heads, Q, K]`` pass through ``hook_weights``, whose ``layout`` says what the groups,
+    queries and keys are (see :mod:`interp.hooks`).
     """
 
-    def __init__(self, dim: int, heads: int, kind: str, *, window: int | None = None, patches: int | None = None,
+    def __init__(self, dim: int, heads: int, layout: str, *, window: int | None = None,
                  grid: tuple[int, int] | None = None, image_size: int | None = None):
         super().__init__()
         if dim % heads:
             raise ValueError(f"dimension {dim} is not divisible by {heads} heads")
-        self.heads, self.kind, self.patches = heads, kind, patches
+        self.heads = heads
         self.query = nn.Linear(dim, dim)
         self.key = nn.Linear(dim, dim)
         self.value = nn.Linear(dim, dim)
         self.out = nn.Linear(dim, dim)
         self.distance_bias = nn.Parameter(torch.zeros(heads, window + 1)) if window is not None else None
-        self.hook_weights = HookPoint(kind, grid, image_size)
+        self.hook_weights = HookPoint("attention", layout, grid, image_size)
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, allowed: torch.Tensor | None = None,
                 distance: torch.Tensor | None = None) -> torch.Tensor:
@@ -97,27 +98,9 @@ class MultiHeadAttention(nn.Module):
             scores = scores + self.distance_bias[:, distance]
         if allowed is not None:
             scores = scores.masked_fill(~allowed.unsqueeze(2), float("-inf"))
-        weights = self._from_layout(self.hook_weights(self._to_layout(torch.softmax(scores, dim=-1))))
+        weights = self.hook_weights(torch.softmax(scores, dim=-1))
         mixed = proportional(lambda v: weights @ v, v).transpose(2, 3).reshape(batch, groups, n_queries, dim)
         return self.out(mixed)
-
-    def _to_layout(self, weights: torch.Tensor) -> torch.Tensor:
-        weights = weights.transpose(1, 2)  # [B, heads, G, Q, K]
-        if self.kind == "temporal":
-            return weights[:, :, 0]
-        if self.kind == "space_time":
-            b, h, _, q, k = weights.shape
-            n = self.patches
-            return weights.reshape(b, h, q // n, n, k // n, n)
-        return weights
-
-    def _from_layout(self, weights: torch.Tensor) -> torch.Tensor:
-        if self.kind == "temporal":
-            weights = weights.unsqueeze(2)
-        elif self.kind == "space_time":
-            b, h, t, n, kf, _ = weights.shape
-            weights = weights.reshape(b, h, 1, t * n, kf * n)
-        return weights.transpose(1, 2)
 
 
 class GRUGate(nn.Module):
@@ -240,8 +223,8 @@ class JointSpaceTimeBlock(nn.Module):
         super().__init__()
         self.patches = grid[0] * grid[1]
         self.norm_attention = LayerNorm(dim)
-        self.attention = MultiHeadAttention(dim, heads, "space_time", window=mem_len, patches=self.patches,
-                                            grid=grid, image_size=image_size)
+        self.attention = MultiHeadAttention(dim, heads, "space_time", window=mem_len, grid=grid,
+                                            image_size=image_size)
         self.norm_mlp = LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
 

@@ -1,23 +1,25 @@
 """How well an agent plays: the returns of whole episodes, choosing actions greedily, by sampling, or at random.
 
 Training logs the return of the sampled policy while it learns, entropy bonus included; the greedy return of a
-checkpoint says what the policy has learned. ``interp analyse`` writes ``analysis/evaluation.csv`` for the final
-checkpoint (every policy of :data:`POLICIES`), which the report shows beside the training curves.
+checkpoint says what the policy has learned. The ``evaluation`` stage writes ``analysis/evaluation.csv`` for the
+final checkpoint (every policy of :data:`POLICIES`), which the report shows beside the training curves.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from analyses.runs import checkpoint_step, load_result, run_checkpoints, save_result
-from interp.agents import Agent, load_checkpoint
+from analyses.stage import Job, Stage, table_of, write_table
+from interp.agents import Agent
 from interp.agents.stepper import Stepper
 from interp.envs import make_vector_env
 from interp.errors import UserError
+from interp.runs import Run
 
 POLICIES = ("greedy", "sampled", "random")
 
@@ -57,30 +59,43 @@ def play(agent: Agent | None, env_id: str, *, episodes: int = 20, policy: str = 
     return returns
 
 
-def evaluate_checkpoint(checkpoint: str | Path, env_id: str, *, episodes: int = 20, seed: int = 0,
+def evaluate_checkpoint(agent: Agent, env_id: str, *, step: int, episodes: int = 20, seed: int = 0,
                         **env_options) -> pd.DataFrame:
     """One row per policy of :data:`POLICIES`: ``step, policy, episodes, seed, mean_return, std_return``."""
-    agent = load_checkpoint(checkpoint).agent.eval()
     rows = []
     for policy in POLICIES:
         returns = play(agent, env_id, episodes=episodes, policy=policy, seed=seed, **env_options)
-        rows.append({"step": checkpoint_step(Path(checkpoint)), "policy": policy, "episodes": episodes, "seed": seed,
+        rows.append({"step": step, "policy": policy, "episodes": episodes, "seed": seed,
                      "mean_return": float(returns.mean()), "std_return": float(returns.std())})
     return pd.DataFrame(rows)
 
 
-def evaluate_run(run_dir: str | Path, env_id: str, *, episodes: int = 20, seed: int = 0,
-                 **env_options) -> pd.DataFrame:
-    """:func:`evaluate_checkpoint` for the run's final checkpoint, kept in ``RUN_DIR/analysis/evaluation.csv``
-    (computed again only for a newer final checkpoint, another number of episodes or another seed)."""
-    final = run_checkpoints(Path(run_dir))[-1]
-    path = Path(run_dir) / "analysis" / "evaluation.csv"
-    if path.exists():
-        table = load_result(path)
-        kept = {column: set(table[column]) for column in ("step", "episodes", "seed") if column in table}
-        if kept == {"step": {checkpoint_step(final)}, "episodes": {episodes}, "seed": {seed}}:
-            return table
-    table = evaluate_checkpoint(final, env_id, episodes=episodes, seed=seed, **env_options)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_result(path, table)
-    return table
+@dataclass(frozen=True)
+class EvaluationOptions:
+    episodes: int = 20
+    """whole episodes the final checkpoint plays per policy"""
+    seed: int = 0
+    """the episodes' environments are seeded seed, seed + 1, ...; the sampled and random policies draw from it"""
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1 or self.seed < 0:
+            raise UserError(f"episodes must be at least 1 and the seed >= 0, got {self.episodes} and {self.seed}")
+
+
+def compute(job: Job) -> pd.DataFrame:
+    options: EvaluationOptions = job.options
+    return evaluate_checkpoint(job.load().agent, job.environment.id, step=job.step, episodes=options.episodes,
+                               seed=options.seed, **job.environment.options)
+
+
+def finish(run: Run, results: dict[int, Path], options: EvaluationOptions) -> None:
+    write_table(run.analysis / "evaluation.csv", table_of(results, step_column=False))
+
+
+STAGE = Stage(
+    name="evaluation", summary="how well the final checkpoint plays: greedy, sampled and random returns",
+    description="Play whole episodes with the run's final checkpoint, choosing the most likely "
+                "action (greedy), sampling from the policy (sampled), and choosing uniformly (random), in environments "
+                "seeded seed, seed + 1, ...; writes RUN_DIR/analysis/evaluation.csv (step, policy, episodes, seed, "
+                "mean_return, std_return).",
+    options=EvaluationOptions, compute=compute, finish=finish, checkpoints="final", uses_evalset=False)
