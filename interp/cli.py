@@ -265,8 +265,15 @@ def _add_stages(commands) -> None:
         parser.set_defaults(run=cmd_stage, stage=name)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad flags are one line on stderr and exit status 2, like every other bad input."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="interp",
         description="Train attention-based Atari agents and analyse them: attention, saliency, LRP, ATOM.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
@@ -354,7 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     _short_openmp_spin()  # building the parser loads torch
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, or a bad flag (one line already on stderr)
+        return exit_.code if isinstance(exit_.code, int) else 2
     try:
         args.run(args)
     except (UserError, FileNotFoundError) as error:

@@ -76,8 +76,7 @@ def test_train_flags_are_the_config_fields():
 
 
 def test_stage_commands_take_their_options_flags(capsys):
-    with pytest.raises(SystemExit):
-        main(["atom", "--help"])
+    assert main(["atom", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "--initial-relevance {value,one}" in text or "--initial-relevance {one,value}" in text
     assert "--seed-output" in text and "comma-separated saliency methods whose object profiles" in text

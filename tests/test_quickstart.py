@@ -24,7 +24,7 @@ def test_quickstart_trains_analyses_renders_and_reports(tmp_path):
         assert any(line.startswith(f"{spec.arch}: final checkpoint's mean return greedy") for line in lines)
         atom = pd.read_csv(run / "analysis" / "atom.csv")
         assert atom.step.nunique() == len(list((run / "checkpoints").glob("step_*.pt")))
-    assert (tmp_path / "quick" / "timesformer_divided" / "analysis" / "overlap.csv").exists()
+    assert (tmp_path / "quick" / "timesformer_divided" / "analysis" / "agreement.csv").exists()
     assert lines[-1].startswith("done in")
     lines.clear()
     quickstart(tmp_path / "quick", agents=tiny, frames=3, video_frames=6, log=lines.append)
