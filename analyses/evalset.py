@@ -64,15 +64,21 @@ def build_evalset(agent: Agent, env_id: str, *, frames: int = 150, context: int 
     if len(kept) < frames:
         raise UserError(f"only {len(kept)} eligible frames (all objects present, none overlapping) in {max_steps} "
                         f"steps of {env_id}; ask for fewer --frames")
+    return _evalset(kept, agent.obs_shape, context, {
+        "env": env_id, "seed": seed, "reference": reference, "frame_size": agent.obs_shape[-1], "context": context,
+        "stride": stride, "env_options": env_options})
+
+
+def _evalset(kept: list[dict], obs_shape: tuple[int, ...], context: int, meta: dict) -> EvalSet:
+    """The kept steps (each with its ``context`` steps before it) as arrays."""
     context_arrays = {
         "obs": np.stack([[c[0] for c in k["context"]] for k in kept]).astype(np.uint8).reshape(
-            len(kept), context, *agent.obs_shape),
+            len(kept), context, *obs_shape),
         "last_action": np.array([[c[1] for c in k["context"]] for k in kept], dtype=np.int64).reshape(-1, context),
         "reward": np.array([[c[2] for c in k["context"]] for k in kept], dtype=np.float32).reshape(-1, context),
         "done": np.array([[c[3] for c in k["context"]] for k in kept], dtype=bool).reshape(-1, context),
     }
-    if context:
-        context_arrays["done"][:, 0] = True  # each frame's state is built from here on
+    context_arrays["done"][:, 0] = True  # each frame's state is built from here on
     names = sorted(kept[0]["masks"])
     return EvalSet(
         obs=np.stack([k["obs"] for k in kept]).astype(np.uint8),
@@ -83,8 +89,7 @@ def build_evalset(agent: Agent, env_id: str, *, frames: int = 150, context: int 
         masks={name: np.stack([k["masks"][name] for k in kept]) for name in names},
         rgb=np.stack([k["rgb"] for k in kept]).astype(np.uint8),
         context=context_arrays,
-        meta={"env": env_id, "seed": seed, "reference": reference, "frame_size": agent.obs_shape[-1],
-              "context": context, "stride": stride, "env_options": env_options},
+        meta=meta,
     )
 
 

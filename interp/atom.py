@@ -151,7 +151,8 @@ class Atom:
             rbar.append(torch.where(counts > 0, sums / counts.clamp(min=1), torch.zeros_like(sums)))
         rbar = torch.cat(rbar) if rbar else torch.zeros(0, masks.shape[1])
         at_pixels = torch.cat(at_pixels) if at_pixels else torch.zeros(0)
-        head_bias = sum((v for k, v in first.constants.items() if k.startswith("heads.")), torch.zeros(len(steps)))
+        head_bias = sum((value for name, value in first.constants.items() if name.startswith("actor_critic.")),
+                        torch.zeros(len(steps)))
         frames_out, offset = [], 0
         for i, neurons in enumerate(selected):
             weights = first.layer[i, neurons]

@@ -278,7 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train attention-based Atari agents and analyse them: attention, saliency, LRP, ATOM.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in (_add_basics, _add_train, _add_evalset, _add_stages, _add_analyse, _add_report):
+        add(commands)
+    return parser
 
+
+def _add_basics(commands) -> None:
     quick = commands.add_parser(
         "quickstart", help="the whole mission on MiniPong in minutes: train two agents, analyse, report",
         description="Train the baseline (84x84 frames) and a TimeSformer attention agent (42x42 frames) on "
@@ -307,8 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.set_defaults(run=cmd_demo)
 
-    _add_train(commands)
 
+def _add_evalset(commands) -> None:
     evalset = commands.add_parser(
         "evalset", help="build a fixed evaluation set of frames with object masks and history",
         description="Play a reference policy (a checkpoint, or a run directory's final checkpoint) and keep frames "
@@ -324,8 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     evalset.add_argument("--env-option", action="append", metavar="KEY=VALUE", help="environment option")
     evalset.set_defaults(run=cmd_evalset)
 
-    _add_stages(commands)
 
+def _add_analyse(commands) -> None:
     analyse = commands.add_parser(
         "analyse", help="everything for a run: evaluation set, maps, ATOM, agreement, sanity, returns, stills, video",
         description="Build the evaluation set when none is given (RUN_DIR/analysis/evalset.npz, from the final "
@@ -342,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="seed of those episodes and of a new evaluation set (default: 0)")
     analyse.set_defaults(run=cmd_analyse)
 
+
+def _add_report(commands) -> None:
     report = commands.add_parser(
         "report", help="a self-contained HTML page for a run, or comparing runs",
         description="Write one HTML file with everything embedded: configuration and parameter counts, training "
@@ -356,7 +363,6 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--video-frames", type=int, default=60,
                         help="steps of an overlay video rendered when a run has none (default: 60; 0: none)")
     report.set_defaults(run=cmd_report)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -95,8 +95,8 @@ class Relevance:
     """``[N, F]``: relevance at the layer asked for with ``capture``"""
     constants: dict[str, torch.Tensor] = field(default_factory=dict)
     """parameter name -> ``[N]``: the relevance an additive constant took, named as in ``agent.named_parameters()``
-    or ``named_buffers()``: a linear or convolutional layer's bias (``heads.policy.bias``: what that layer did not
-    pass on), a LayerNorm's bias, the spatial basis (``answerer.attention.basis``), position embeddings
+    or ``named_buffers()``: a linear or convolutional layer's bias (``actor_critic.policy.bias``: what that layer did
+    not pass on), a LayerNorm's bias, the spatial basis (``answerer.attention.basis``), position embeddings
     (``position``); and ``stabiliser``, what the stabilisers of the other operations kept (``R eps / (z + eps)``)"""
 
     def total_input(self) -> torch.Tensor:
@@ -131,21 +131,7 @@ def _propagate(agent, steps: Steps, composite: Composite, start: str | None, see
     leaves: dict[str, torch.Tensor] = {}  # step inputs and constants, made leaves so that their relevance is kept
     kept: dict[str, torch.Tensor] = {}
     stabiliser: list[torch.Tensor] = []
-
-    def keep(name):
-        def hook(module, args, output):
-            captured[name] = output
-        return hook
-
-    def make_leaf(name):
-        def hook(module, args, output):
-            leaves[name] = output.detach().requires_grad_(True)
-            return leaves[name]
-        return hook
-
-    handles = [points[name].register_forward_hook(keep(name)) for name in {start, capture} - {None}]
-    handles += [point.register_forward_hook(make_leaf(name)) for name, point in points.items()
-                if point.role in ("step_input", "constant")]
+    handles = _capture(points, {start, capture} - {None}, captured, leaves)
     try:
         with (conservative_propagation(zero_biases=composite.zero_biases, stabiliser=stabiliser),
               composite.context(agent) as model, torch.enable_grad()):
@@ -178,6 +164,27 @@ def _propagate(agent, steps: Steps, composite: Composite, start: str | None, see
     layer = next(rest).reshape(count, -1) if capture is not None else None
     return Relevance(relevance_frame, seed.detach().reshape(count, -1).sum(1), step_inputs, state_relevance, layer,
                      constants)
+
+
+def _capture(points: dict, names: set[str], captured: dict[str, torch.Tensor], leaves: dict[str, torch.Tensor]
+             ) -> list:
+    """Forward hooks that keep the outputs of the hook points ``names`` in ``captured`` and make the step inputs'
+    and the constants' outputs leaves of the graph (``leaves``), whose gradient is then their relevance."""
+
+    def keep(name):
+        def hook(module, args, output):
+            captured[name] = output
+        return hook
+
+    def make_leaf(name):
+        def hook(module, args, output):
+            leaves[name] = output.detach().requires_grad_(True)
+            return leaves[name]
+        return hook
+
+    handles = [points[name].register_forward_hook(keep(name)) for name in names]
+    return handles + [point.register_forward_hook(make_leaf(name)) for name, point in points.items()
+                      if point.role in ("step_input", "constant")]
 
 
 def _record_kept_relevance(composite: Composite, model: torch.nn.Module, kept: dict[str, torch.Tensor],

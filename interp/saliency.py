@@ -157,20 +157,27 @@ class CaptumMethod:
     """smoothgrad's noise is drawn from this seed (plus the frame's index): the same maps every time"""
 
     def _explainer(self, forward, channels: int):
-        from captum.attr import IntegratedGradients, NoiseTunnel, Occlusion, Saliency
+        from captum.attr import IntegratedGradients, Occlusion, Saliency
 
-        if self.kind == "saliency":
+        if self.kind in ("saliency", "smoothgrad"):
             return Saliency(forward), {"abs": True}
         if self.kind == "integrated_gradients":
             return IntegratedGradients(forward), {"n_steps": self.steps, "internal_batch_size": self.steps}
-        if self.kind == "smoothgrad":
-            return NoiseTunnel(Saliency(forward)), {"nt_type": "smoothgrad", "nt_samples": self.samples,
-                                                     "stdevs": self.noise * 255.0, "abs": True}
         if self.kind == "occlusion":
             return Occlusion(forward), {"sliding_window_shapes": (channels, self.window, self.window),
                                         "strides": (channels, self.window // 2, self.window // 2),
                                         "perturbations_per_eval": 64}
         raise ValueError(f"unknown captum method {self.kind!r}")
+
+    def _inputs(self, frame: torch.Tensor, index: int) -> torch.Tensor:
+        """The frame ``[1, C, S, S]``; for SmoothGrad, ``samples`` noisy copies of it, the noise drawn as captum's
+        NoiseTunnel draws it but from a generator seeded ``seed + index`` (the same maps every time, and no random
+        state of torch's touched)."""
+        if self.kind != "smoothgrad":
+            return frame
+        generator = torch.Generator(device=frame.device).manual_seed(self.seed + index)
+        spread = torch.full((self.samples, *frame.shape[1:]), self.noise * 255.0, device=frame.device)
+        return frame + torch.normal(0.0, spread, generator=generator)
 
     def attribute(self, agent, steps: Steps) -> dict[str, np.ndarray]:
         maps = {"actor": [], "critic": []}
@@ -181,12 +188,11 @@ class CaptumMethod:
                 action = int(function(frame)[0].argmax(-1))
             heads = {"actor": (lambda x, f=function: f(x)[0], action),
                      "critic": (lambda x, f=function: f(x)[1][:, None], 0)}
+            inputs = self._inputs(frame, index)
             for target_name, (forward, target) in heads.items():
                 explainer, options = self._explainer(forward, frame.shape[1])
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(self.seed + index)
-                    attribution = explainer.attribute(frame.clone().requires_grad_(True), target=target, **options)
-                maps[target_name].append(attribution.detach().abs().sum(dim=1)[0].cpu())
+                attribution = explainer.attribute(inputs.clone().requires_grad_(True), target=target, **options)
+                maps[target_name].append(attribution.detach().abs().mean(dim=0).sum(dim=0).cpu())
         return {k: torch.stack(v).float().numpy() for k, v in maps.items()}
 
 

@@ -27,7 +27,7 @@ def test_randomising_every_layer_changes_every_parameter():
     before = {name: p.detach().clone() for name, p in agent.named_parameters()}
     modules = dict(agent.named_modules())
     layers = layers_in_order(agent, random_steps(agent))
-    assert layers[0] == "" and layers[-1] == "heads.baseline"  # position embeddings first, the value head last
+    assert layers[0] == "" and layers[-1] == "actor_critic.baseline"  # position embeddings first, the value head last
     generator = torch.Generator().manual_seed(0)
     for name in layers:
         randomise_(modules[name], generator)

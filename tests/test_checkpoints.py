@@ -84,3 +84,14 @@ def test_loading_never_executes_code_from_the_file(tmp_path, monkeypatch):
 def test_metadata_that_weights_only_loading_cannot_read_is_refused(tmp_path):
     with pytest.raises(TypeError, match="cannot be stored"):
         save_checkpoint(tmp_path / "x.pt", make_agent("baseline"), when=object())
+
+
+def test_checkpoints_of_the_first_round_still_load(tmp_path):
+    """Their policy and value head was called ``heads``."""
+    agent = make_agent("baseline", num_actions=3)
+    path = save_checkpoint(tmp_path / "old.pt", agent)
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"] = {k.replace("actor_critic.", "heads."): v for k, v in payload["state_dict"].items()}
+    torch.save(payload, path)
+    loaded = load_agent(path)
+    assert torch.equal(loaded.actor_critic.policy.weight, agent.actor_critic.policy.weight)

@@ -68,7 +68,7 @@ def test_relevance_is_accounted_for_on_every_agent(name):
     constants = {"mott": "answerer.attention.basis", "spatiotemporal": "answerer.attention.basis",
                  "timesformer_divided": "position", "timesformer_joint": "position",
                  "adaptive": "core.layers.0.norm_attention.bias"}
-    expected = constants.get(name.replace("_oneshot", ""), "heads.baseline.bias")
+    expected = constants.get(name.replace("_oneshot", ""), "actor_critic.baseline.bias")
     assert relevance.constants[expected].abs().sum() > 0
 
 
@@ -104,7 +104,7 @@ def test_baseline_relevance_equals_zennits_own_lrp():
     agent = make_agent("baseline", num_actions=3).eval()
     steps = steps_after_history(agent, count=4, history=0)
     ours = explain_outputs(agent, steps, make_composite("epsilon_plus_flat"), target="actor")
-    network = nn.Sequential(agent.vision, agent.fc, agent.heads.policy)
+    network = nn.Sequential(agent.vision, agent.fc, agent.actor_critic.policy)
     frames = steps.inputs["frame"][0].float()
     with torch.no_grad():
         chosen = network(frames).argmax(1)
@@ -183,7 +183,7 @@ def test_atom_on_the_baseline_matches_an_independent_zennit_computation(initial)
     ours = Atom(initial_relevance=initial).compute(agent, steps, masks)
 
     frames = steps.inputs["frame"][0].float()
-    below, above = nn.Sequential(agent.vision, agent.fc), agent.heads.policy
+    below, above = nn.Sequential(agent.vision, agent.fc), agent.actor_critic.policy
     hierarchical = np.zeros(3)
     for i in range(3):
         with torch.no_grad():
@@ -214,7 +214,7 @@ def test_frames_whose_explained_logit_is_negative_are_counted_not_averaged_as_ze
     torch.manual_seed(0)
     agent = make_agent("baseline", num_actions=3).eval()
     with torch.no_grad():
-        agent.heads.policy.bias.fill_(-50.0)  # every logit negative, the policy unchanged
+        agent.actor_critic.policy.bias.fill_(-50.0)  # every logit negative, the policy unchanged
     steps = steps_after_history(agent, count=3, history=0)
     assert (agent(steps.inputs, steps.state)[0]["policy_logits"] < 0).all()
 

@@ -8,7 +8,8 @@ import torch
 
 from interp.agents import make_agent
 from interp.envs import make_env
-from interp.saliency import METHODS, Perturbation, Steps
+from interp.saliency import METHODS, Perturbation
+from interp.steps import Steps
 
 
 def minipong_steps(agent, frames=2, context=6, seed=0):
@@ -123,3 +124,25 @@ def test_every_method_gives_the_same_maps_twice_whatever_the_global_rng():
     noisy = METHODS["smoothgrad"].attribute(agent, steps)["actor"]
     other_seed = dataclasses.replace(METHODS["smoothgrad"], seed=1).attribute(agent, steps)["actor"]
     assert not np.array_equal(noisy, other_seed)
+
+
+def test_smoothgrad_equals_captums_noise_tunnel_drawing_the_same_noise():
+    from captum.attr import NoiseTunnel, Saliency
+
+    from interp.steps import StepFunction
+
+    torch.manual_seed(0)
+    agent = make_agent("baseline", num_actions=3).eval()
+    steps = minipong_steps(agent, frames=1)
+    method = METHODS["smoothgrad"]
+    before = torch.random.get_rng_state()
+    ours = method.attribute(agent, steps)["actor"][0]
+    assert torch.equal(torch.random.get_rng_state(), before)  # our noise comes from a generator of its own
+    function = StepFunction(agent, steps.one(0))
+    frame = steps.inputs["frame"][0, :1].float()
+    action = int(function(frame)[0].argmax(-1))
+    torch.manual_seed(method.seed)  # the global generator in the state of ours for frame 0
+    theirs = NoiseTunnel(Saliency(lambda x: function(x)[0])).attribute(
+        frame.clone().requires_grad_(True), nt_type="smoothgrad", nt_samples=method.samples,
+        stdevs=method.noise * 255.0, abs=True, target=action)
+    assert np.allclose(ours, theirs.detach().abs().sum(dim=1)[0].numpy(), rtol=1e-5, atol=1e-8)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from interp.agents.base import Agent, AgentConfig, PolicyValueHeads, State
+from interp.agents.base import ActorCritic, Agent, AgentConfig, State
 from interp.agents.layers import ImpalaResNet, output_grid
 from interp.agents.transformer import run_in_chunks, transformer_xl_core
 
@@ -53,7 +53,7 @@ class AdaptiveAgent(Agent):
         self.core_input = nn.Linear(config.embed + 1 + num_actions, config.dim)
         self.core = transformer_xl_core(config.dim, config.layers, config.attention_heads, config.inner_dim,
                                         config.mem_len, config.gating)
-        self.heads = PolicyValueHeads(config.dim, num_actions)
+        self.actor_critic = ActorCritic(config.dim, num_actions)
 
     def initial_state(self, batch_size: int) -> State:
         return self.core.initial_state(batch_size)
@@ -63,4 +63,4 @@ class AdaptiveAgent(Agent):
         embedded = self.embed(self.vision(self.frames(inputs))).view(steps, batch, -1)
         x = self.core_input(torch.cat([embedded, self.reward(inputs)[..., None], self.last_action_one_hot(inputs)], -1))
         core, memory, valid = run_in_chunks(self.core, x, inputs["done"], *state, self.config.chunk_size)
-        return self.outputs(*self.heads(self.hook_features(core))), (memory, valid)
+        return self.outputs(*self.actor_critic(self.hook_features(core))), (memory, valid)

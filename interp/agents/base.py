@@ -128,7 +128,7 @@ def orthogonal_init_(agent: Agent) -> Agent:
     for name, module in agent.named_modules():
         if not isinstance(module, nn.Linear | nn.Conv2d) or not module.weight.any():  # zero by design
             continue
-        gain = {"heads.policy": 0.01, "heads.baseline": 1.0}.get(name, math.sqrt(2))
+        gain = {"actor_critic.policy": 0.01, "actor_critic.baseline": 1.0}.get(name, math.sqrt(2))
         module.weight.copy_(nn.init.orthogonal_(torch.empty(module.weight.shape), gain))  # any memory format
         if module.bias is not None:
             nn.init.zeros_(module.bias)
@@ -138,8 +138,8 @@ def orthogonal_init_(agent: Agent) -> Agent:
     return agent
 
 
-class PolicyValueHeads(nn.Module):
-    """Linear policy logits and value from the core output."""
+class ActorCritic(nn.Module):
+    """The policy and value head: linear policy logits (the actor) and value (the critic) from the core output."""
 
     def __init__(self, in_features: int, num_actions: int):
         super().__init__()

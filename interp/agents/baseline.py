@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from interp.agents.base import Agent, AgentConfig, PolicyValueHeads, State
+from interp.agents.base import ActorCritic, Agent, AgentConfig, State
 from interp.agents.layers import NatureCNN, output_grid
 
 
@@ -29,10 +29,10 @@ class BaselineAgent(Agent):
         height, width = output_grid(self.vision, obs_shape)
         self.fc = nn.Sequential(nn.Flatten(), nn.Linear(self.vision.out_channels * height * width, config.hidden),
                                 nn.ReLU())
-        self.heads = PolicyValueHeads(config.hidden, num_actions)
+        self.actor_critic = ActorCritic(config.hidden, num_actions)
 
     def forward(self, inputs: dict[str, torch.Tensor], state: State) -> tuple[dict, State]:
         steps, batch = inputs["frame"].shape[:2]
         features = self.hook_features(self.fc(self.vision(self.frames(inputs))))
-        logits, baseline = self.heads(features)
+        logits, baseline = self.actor_critic(features)
         return self.outputs(logits.view(steps, batch, -1), baseline.view(steps, batch)), ()

@@ -88,8 +88,15 @@ def load_agent(path: str | os.PathLike, *, expected_name: str | None = None,
     return load_checkpoint(path, expected_name=expected_name, map_location=map_location).agent
 
 
+LEGACY_NAMES = {"heads.": "actor_critic."}
+"""weight-name prefixes of earlier checkpoints -> today's (the policy and value head was called ``heads``)"""
+
+
 def _load_weights(agent: Agent, state_dict: dict, path: Path) -> None:
     own = agent.state_dict()
+    for old, new in LEGACY_NAMES.items():
+        state_dict = {(new + k[len(old):] if k.startswith(old) and new + k[len(old):] in own else k): v
+                      for k, v in state_dict.items()}
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
     mismatched = sorted(k for k in set(own) & set(state_dict) if own[k].shape != state_dict[k].shape)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from interp.agents.base import Agent, AgentConfig, PolicyValueHeads, State, reset_where
+from interp.agents.base import ActorCritic, Agent, AgentConfig, State, reset_where
 from interp.agents.layers import ImpalaResNet, NatureCNN, SpatialAttention, conv_lstm_cell, lstm_cell, output_grid
 
 VISIONS = ("resnet", "convnet")
@@ -77,7 +77,7 @@ class MottAgent(Agent):
         self.conv_lstm = conv_lstm_cell(self.vision.out_channels, sum(self.split))
         self.answerer = AttentionAnswerer(self.grid, obs_shape[-1], config, num_actions)
         self.core = lstm_cell(config.core, config.core)
-        self.heads = PolicyValueHeads(config.core, num_actions)
+        self.actor_critic = ActorCritic(config.core, num_actions)
 
     def initial_state(self, batch_size: int) -> State:
         conv = torch.zeros(batch_size, sum(self.split), *self.grid, device=self.device, dtype=self.dtype)
@@ -98,5 +98,5 @@ class MottAgent(Agent):
             core_input = self.answerer(core_h, keys, values, reward[t], last_action[t])
             core_h, core_c = self.core(core_input, (core_h, core_c))
             outputs.append(core_h)
-        logits, baseline = self.heads(self.hook_features(torch.stack(outputs)))
+        logits, baseline = self.actor_critic(self.hook_features(torch.stack(outputs)))
         return self.outputs(logits, baseline), (conv_h, conv_c, core_h, core_c)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from interp.agents.adaptive import TransformerXLConfig
-from interp.agents.base import Agent, PolicyValueHeads, State, reset_where
+from interp.agents.base import ActorCritic, Agent, State, reset_where
 from interp.agents.layers import ImpalaResNet, output_grid
 from interp.agents.mott import AttentionAnswerer
 from interp.agents.transformer import run_in_chunks, transformer_xl_core
@@ -53,7 +53,7 @@ class SpatioTemporalAgent(Agent):
         self.answerer = AttentionAnswerer(self.grid, obs_shape[-1], config, num_actions)
         self.core = transformer_xl_core(config.dim, config.layers, config.attention_heads, config.inner_dim,
                                         config.mem_len, config.gating)
-        self.heads = PolicyValueHeads(config.dim, num_actions)
+        self.actor_critic = ActorCritic(config.dim, num_actions)
 
     def initial_state(self, batch_size: int) -> State:
         memory, valid = self.core.initial_state(batch_size)
@@ -82,7 +82,7 @@ class SpatioTemporalAgent(Agent):
                 outputs.append(previous)
             core, query_state = torch.stack(outputs), torch.stack(sources)
         extra = {"query_state": query_state} if self.extra_inputs else {}
-        return self.outputs(*self.heads(self.hook_features(core)), **extra), (memory, valid, previous)
+        return self.outputs(*self.actor_critic(self.hook_features(core)), **extra), (memory, valid, previous)
 
 
 class SpatioTemporalOneShotAgent(SpatioTemporalAgent):

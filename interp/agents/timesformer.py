@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from interp.agents.base import Agent, AgentConfig, PolicyValueHeads, State
+from interp.agents.base import ActorCritic, Agent, AgentConfig, State
 from interp.agents.conservative import LayerNorm, proportional
 from interp.agents.layers import ImpalaResNet, NatureCNN, output_grid
 from interp.agents.transformer import run_in_chunks, timesformer_core
@@ -67,7 +67,7 @@ class TimeSformerAgent(Agent):
                                      self.grid, obs_shape[-1])
         self.norm = LayerNorm(config.embed_dim)
         self.project = nn.Sequential(nn.Flatten(), nn.Linear(patches * config.embed_dim, config.hidden), nn.ReLU())
-        self.heads = PolicyValueHeads(config.hidden + 1 + num_actions, num_actions)
+        self.actor_critic = ActorCritic(config.hidden + 1 + num_actions, num_actions)
 
     def initial_state(self, batch_size: int) -> State:
         return self.core.initial_state(batch_size)
@@ -81,7 +81,7 @@ class TimeSformerAgent(Agent):
         encoded, memory, valid = run_in_chunks(self.core, tokens, inputs["done"], *state, self.config.chunk_size)
         hidden = self.hook_features(self.project(self.norm(encoded).flatten(0, 1)).view(steps, batch, -1))
         features = torch.cat([hidden, self.reward(inputs)[..., None], self.last_action_one_hot(inputs)], dim=-1)
-        return self.outputs(*self.heads(features)), (memory, valid)
+        return self.outputs(*self.actor_critic(features)), (memory, valid)
 
 
 class DividedSpaceTimeAgent(TimeSformerAgent):
