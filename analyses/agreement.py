@@ -118,7 +118,7 @@ def _panel(axis, panel: pd.DataFrame, higher_is_better: bool) -> None:
 
 
 def section(run: Run) -> str:
-    table = run.read_table("agreement.csv")
+    table = run.read_table("agreement.csv", COLUMNS)
     if table is None:
         reason = without_attention_images(run.agent)
         if reason:

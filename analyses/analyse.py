@@ -4,6 +4,7 @@ so an interrupted or extended run continues where it stopped."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -35,12 +36,15 @@ def analyse_run(run: str | Path | Run, evalset_path: str | Path | None = None, *
     unknown = sorted(set(stages or ()) - set(STAGES))
     if unknown:
         raise UserError(f"unknown analysis stage(s) {unknown}; known: {', '.join(STAGES)}")
-    chosen = [STAGES[name] for name in (stages or STAGES)]
+    run.check_architecture()
     plan = Plan(run, Path(evalset_path) if evalset_path else None, dict(options or {}))
     workers = workers or min(len(run.steps), os.cpu_count() or 1)
-    seconds: dict[str, float] = {}
     started_ray = connect(ray_address) if backend == "ray" else False
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(disconnect, started_ray)
+        stack.enter_context(run.lock("interp analyse", folder=run.analysis))
+        seconds: dict[str, float] = {}
+        chosen = [STAGES[name] for name in (stages or STAGES)]
         if plan.evalset is None and any(_uses_evalset(stage) for stage in chosen):
             start = time.perf_counter()
             plan.evalset = ensure_evalset(run, frames=frames, seed=seed, progress=progress)
@@ -48,18 +52,16 @@ def analyse_run(run: str | Path | Run, evalset_path: str | Path | None = None, *
             log(f"evaluation set: {plan.evalset}")
         for stage in chosen:
             reason = stage.applies(run.agent)
+            if reason and stages:  # asked for by name
+                raise UserError(f"{run.directory}: {reason}")
             if reason:
-                if stages:  # asked for by name
-                    raise UserError(f"{run.directory}: {reason}")
                 log(f"{stage.name}: skipped, {reason}")
                 continue
             start = time.perf_counter()
             run_stage(plan, stage, workers=workers, backend=backend, progress=progress)
             seconds[stage.name] = time.perf_counter() - start
             log(f"{stage.name}: done, in {run.analysis}")
-    finally:
-        disconnect(started_ray)
-    return seconds
+        return seconds
 
 
 def _uses_evalset(stage) -> bool:

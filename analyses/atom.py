@@ -110,7 +110,7 @@ def plot_atom(table: pd.DataFrame, path: Path, title: str = "") -> Path:
 
 
 def section(run: Run) -> str:
-    table = run.read_table("atom.csv")
+    table = run.read_table("atom.csv", COLUMNS)
     if table is None:
         return page.missing("ATOM analysis", f"interp atom {run.directory}")
     shares = table[(table.method == "atom") & (table.metric == "hierarchical_share")]

@@ -51,11 +51,12 @@ def _configuration(runs: list[Run]) -> str:
 
 
 def _training(runs: list[Run]) -> str:
-    curves = {r.name: r.read_table("metrics.csv") for r in runs}
+    curves = {r.name: r.read_table("metrics.csv", ("step", "mean_return")) for r in runs}
     curves = {k: v.dropna(subset=["mean_return"]) for k, v in curves.items() if v is not None and len(v)}
     if not curves:
         return page.missing("training metrics", "interp train ...")
-    evaluations = {r.name: r.read_table("evaluation.csv") for r in runs}
+    evaluations = {r.name: r.read_table("evaluation.csv", ("policy", "episodes", "mean_return", "std_return"))
+                   for r in runs}
     evaluations = {k: v.set_index("policy") for k, v in evaluations.items() if v is not None}
     random_returns = [table.loc["random", "mean_return"] for table in evaluations.values()]
 

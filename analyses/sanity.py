@@ -104,9 +104,9 @@ def plot_sanity(table: pd.DataFrame, path: Path, title: str = "") -> Path:
 
 
 def section(run: Run) -> str:
-    if run.read_table("sanity.csv") is None:
+    if run.read_table("sanity.csv", ("step", "layers_randomised", "layer", "map", "metric", "value")) is None:
         return page.missing("sanity check", f"interp sanity {run.directory}")
-    flags = run.read_table("sanity_flags.csv")
+    flags = run.read_table("sanity_flags.csv", ("map",))
     flagged = [] if flags is None else list(flags["map"])
     verdict = ("<p><b>Flagged</b> (similar to the trained model's maps with every layer random, so they explain the "
                f"input rather than the model): {html.escape(', '.join(flagged))}</p>" if flagged

@@ -15,6 +15,7 @@ again. Every file is written atomically, so an interrupted analysis loses at mos
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -174,20 +175,21 @@ def result_path(run: Run, stage: Stage, key: str, step: int) -> Path:
 # ---- running jobs ----
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent: int) -> None:
+    _exit_with_parent(parent)
     torch.set_num_threads(threads)
-    _exit_with_parent()
 
 
-def _exit_with_parent() -> None:
-    """Ask Linux to end this worker when the process that started it dies (even by SIGKILL)."""
+def _exit_with_parent(parent: int) -> None:
+    """Ask Linux to end this worker when the process that started it (``parent``) dies, even by SIGKILL; if it died
+    while this worker was starting, end now."""
     import ctypes
     import signal
 
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _compute(job: Job) -> Result:
@@ -225,7 +227,8 @@ def run_jobs(jobs: dict[Path, Job], *, workers: int = 1, backend: str = "local",
 def _in_processes(jobs: dict[Path, Job], save: Callable, compute: Callable, workers: int) -> None:
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")  # no forked copies of torch's thread pools
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                             initargs=(threads, os.getpid())) as pool:
         futures = {pool.submit(compute, job): path for path, job in jobs.items()}
         try:
             for future in as_completed(futures):

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from interp import options as flags
 from interp.errors import UserError
+from interp.files import check_writable
 
 RUN_FLAGS = ("evalset", "out", "workers", "backend", "ray_address")
 
@@ -42,7 +43,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
     if args.steps < 1 or args.seed < 0:
         raise UserError(f"demo needs steps >= 1 and a seed >= 0, got {args.steps} and {args.seed}")
-    out = Path(args.out)
+    out = check_writable(args.out, folder=True)
     for env_id in args.env or ["MiniPong-v0", "ALE/Pong-v5"]:
         env = make_env(env_id, seed=args.seed, object_masks=True)
         obs, info = env.reset()
@@ -79,6 +80,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from trainers.config import TrainConfig, apply_preset
     from trainers.impala import resume_config, train
 
+    check_writable(args.out, folder=True)
     given = flags.values(TrainConfig, args)
     if args.resume:  # the saved config, with a new step budget or new settings for the machine if given
         refused = sorted(set(given) - set(TrainConfig.resumable()))
@@ -101,6 +103,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_evalset(args: argparse.Namespace) -> None:
     from analyses.evalset import evalset_from_checkpoint
 
+    check_writable(args.out)
     evalset = evalset_from_checkpoint(args.source, args.env, frames=args.frames, context=args.context,
                                       seed=args.seed, **flags.key_values(args.env_option))
     path = evalset.save(args.out)
@@ -111,7 +114,9 @@ def cmd_evalset(args: argparse.Namespace) -> None:
 def _open_run(args: argparse.Namespace):
     from interp.runs import Run
 
-    return Run.open(args.run_dir, analysis=args.out)
+    run = Run.open(args.run_dir, analysis=args.out)
+    check_writable(run.analysis, folder=True)
+    return run
 
 
 def cmd_stage(args: argparse.Namespace) -> None:
@@ -145,6 +150,7 @@ def _one_checkpoint(name: str, args: argparse.Namespace, options) -> None:
 
     if not args.out:
         raise UserError(f"interp {name} on one checkpoint needs --out (see `interp {name} --help`)")
+    check_writable(args.out, folder=name == "maps")
     loaded = load_checkpoint(args.run_dir)
     evalset = load_evalset(args.evalset) if name == "maps" and args.evalset else None
     env_id = (evalset.env if evalset is not None else None) or args.env or loaded.meta.get("env")
@@ -185,6 +191,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     if not args.out and len(args.run_dirs) > 1:
         raise UserError("--out is required when comparing several runs")
     runs = [Run.open(path) for path in args.run_dirs]
+    check_writable(args.out or runs[0].directory / "report.html")
     for run in runs:  # the pictures the report shows, rendered once from the run's final checkpoint
         evalset = Path(args.evalset) if args.evalset else run.analysis / "evalset.npz"
         wanted = (("stills",) if evalset.exists() else ()) + (("video",) if args.video_frames else ())
@@ -200,7 +207,7 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
 
     if args.seed < 0:
         raise UserError(f"the seed must be >= 0, not {args.seed}")
-    report = quickstart(args.out, seed=args.seed)
+    report = quickstart(check_writable(args.out, folder=True), seed=args.seed)
     print(f"report: {report.resolve()}")
     print(f"runs, analyses and videos: {Path(args.out).resolve()}/<agent>/ (checkpoints/, analysis/)")
 
@@ -377,6 +384,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"interp {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a file system that fails mid-way (full, gone read-only): one line, not a traceback
+        if args.debug:
+            raise
+        where = f" {error.filename}" if error.filename else ""
+        print(f"interp {args.command}: error: cannot write{where}: {error.strerror or error}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into a reader that stopped early (`interp envs | head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

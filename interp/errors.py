@@ -3,3 +3,7 @@
 
 class UserError(Exception):
     """Bad input from the user (a wrong path, an unknown name, a file of the wrong kind)."""
+
+
+class EnvironmentOptionError(UserError, ValueError):
+    """An option an environment does not have, or a value it cannot take."""

@@ -96,13 +96,55 @@ def load_evalset(path: str | os.PathLike) -> EvalSet:
         raise
     except Exception as error:
         raise UserError(f"{path}: not a readable evaluation set ({error})") from error
-    return EvalSet(
+    evalset = EvalSet(
         obs=arrays["obs"], last_action=arrays["last_action"], reward=arrays["reward"], done=arrays["done"],
         action=arrays["action"], rgb=arrays["rgb"],
         masks={k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("masks/")},
         context={k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("context/")},
-        meta=json.loads(str(arrays["meta"])),
+        meta=_meta(arrays["meta"], path),
     )
+    problem = _problem(evalset)
+    if problem:
+        raise UserError(f"{path}: not a valid evaluation set ({problem})")
+    return evalset
+
+
+def _meta(value: np.ndarray, path: Path) -> dict:
+    try:
+        meta = json.loads(str(value))
+    except json.JSONDecodeError:
+        meta = None
+    if not isinstance(meta, dict) or not isinstance(meta.get("env"), str):
+        raise UserError(f"{path}: not a valid evaluation set (its meta is not a JSON object naming the environment)")
+    return meta
+
+
+DTYPES = {"obs": np.uint8, "last_action": np.int64, "reward": np.float32, "done": np.bool_, "action": np.int64,
+          "rgb": np.uint8}
+
+
+def _problem(evalset: EvalSet) -> str:
+    """What is wrong with the arrays of an evaluation set read from a file (``""``: nothing)."""
+    count = len(evalset.obs)
+    if count == 0:
+        return "no frames"
+    arrays = {name: getattr(evalset, name) for name in DTYPES}
+    arrays.update({f"masks/{k}": v for k, v in evalset.masks.items()})
+    arrays.update({f"context/{k}": v for k, v in evalset.context.items()})
+    lengths = sorted(name for name, array in arrays.items() if len(array) != count)
+    if lengths:
+        return f"{', '.join(lengths)} not of the {count} frames of obs"
+    dtypes = sorted(name for name, kind in DTYPES.items() if arrays[name].dtype != kind)
+    dtypes += sorted(f"masks/{k}" for k, v in evalset.masks.items() if v.dtype != np.bool_)
+    if dtypes:
+        return f"wrong data types: {', '.join(dtypes)}"
+    if evalset.obs.ndim != 4 or any(m.shape != (count, *evalset.obs.shape[2:]) for m in evalset.masks.values()):
+        return "obs is not [N, C, S, S] with masks [N, S, S]"
+    context = evalset.context["obs"]
+    if context.ndim != 5 or context.shape[2:] != evalset.obs.shape[1:] or any(
+            evalset.context[key].shape != context.shape[:2] for key in ("last_action", "reward", "done")):
+        return "the context is not [N, steps, C, S, S] frames with [N, steps] actions, rewards and starts"
+    return ""
 
 
 def pre_step_state(agent, evalset: EvalSet, device: str | torch.device = "cpu"):

@@ -23,3 +23,22 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def check_writable(path: str | os.PathLike, *, folder: bool = False) -> Path:
+    """Refuse, before any work, an output that cannot be written: a file where a folder is wanted or the other way
+    round, a parent that is a file, or a place without write permission (a read-only file system, say)."""
+    from interp.errors import UserError
+
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        raise UserError(f"{path} is a {'file' if folder else 'folder'}; a {'folder' if folder else 'file'} is "
+                        "expected there")
+    existing = path if path.exists() else path.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"cannot write {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write {path}: {existing} is not writable (permissions, or a read-only file system)")
+    return path

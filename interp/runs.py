@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from interp.agents import Checkpoint, load_checkpoint
+from interp.agents.checkpoint import safe_load
 from interp.errors import UserError
 
 CHECKPOINT_NAME = re.compile(r"step_(\d{12})\.pt")
@@ -129,6 +130,16 @@ class Run:
         """The architecture of the final checkpoint, which every checkpoint of the run must share."""
         return self.agent.name
 
+    def check_architecture(self) -> None:
+        """Every checkpoint holds an agent of the run's architecture (a foreign one would mix two agents into one
+        table); reading only each file's description."""
+        for path in self.checkpoints.values():
+            payload = safe_load(path, mmap=True)  # the weights are not read
+            name = payload.get("agent", {}).get("name") if isinstance(payload, dict) else None
+            if name != self.architecture:
+                raise UserError(f"{path} holds a {name!r} agent, not the run's {self.architecture!r} (its final "
+                                f"checkpoint's); move it out of {self.directory / 'checkpoints'}")
+
     # ---- the files interp train writes ----
 
     def checkpoint_path(self, step: int) -> Path:
@@ -186,16 +197,21 @@ class Run:
         """One folder per stage and options, one result file per checkpoint (:mod:`analyses.stages`)."""
         return self.analysis / "cache"
 
-    def read_table(self, name: str) -> pd.DataFrame | None:
+    def read_table(self, name: str, columns: tuple[str, ...] = ()) -> pd.DataFrame | None:
         """A tidy CSV of the run (``metrics.csv`` in the run directory, any other in the analysis folder), or None
-        when it has not been written yet."""
+        when it has not been written yet; one that cannot be read, or lacks any of ``columns``, is a
+        :class:`UserError`."""
         path = self.metrics_path if name == "metrics.csv" else self.analysis / name
         if not path.exists():
             return None
         try:
-            return pd.read_csv(path, keep_default_na=False, na_values=[""])
+            table = pd.read_csv(path, keep_default_na=False, na_values=[""])
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
             raise UserError(f"{path}: not a readable table ({str(error).splitlines()[0]})") from None
+        missing = [column for column in columns if column not in table.columns]
+        if missing:
+            raise UserError(f"{path}: not the table expected there (no column {', '.join(missing)})")
+        return table
 
 
 def _environment_of(checkpoint: Checkpoint, directory: Path) -> Environment:

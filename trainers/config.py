@@ -173,7 +173,7 @@ class TrainConfig:
         data.setdefault("precision", "fp32")  # and float32
         try:
             return cls(**{k: v for k, v in data.items() if k in known})
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, UserError) as error:
             raise UserError(f"{path}: not a valid run configuration ({error})") from None
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import errno
 import json
 import math
 import signal
@@ -272,11 +271,7 @@ class Trainer:
             with atomic_path(self.run_files.state_path) as tmp:
                 torch.save(state, tmp)
             return self._write_checkpoint()
-        except (OSError, RuntimeError) as error:
-            disk = (error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) if isinstance(error, OSError)
-                    else "writ" in str(error).lower())  # torch.save's "PytorchStreamWriter failed writing file"
-            if not disk:
-                raise
+        except (OSError, RuntimeError) as error:  # torch.save fails only in writing (a full disk, say)
             raise TrainerError(f"cannot write to {self.run_files.directory} ({_first_line(error)}); the run is "
                                f"intact up to its last checkpoint: free some space and continue with --resume") \
                 from None

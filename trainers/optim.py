@@ -44,8 +44,13 @@ class RMSpropTF(torch.optim.Optimizer):
                 state = self.state[param]
                 if not state:
                     state["mean_square"] = torch.ones_like(param)
-                    state["momentum"] = torch.zeros_like(param)
-                mean_square, velocity = state["mean_square"], state["momentum"]
+                    if momentum:
+                        state["momentum"] = torch.zeros_like(param)
+                mean_square = state["mean_square"]
                 mean_square.mul_(alpha).addcmul_(param.grad, param.grad, value=1 - alpha)
-                velocity.mul_(momentum).addcdiv_(param.grad, (mean_square + eps).sqrt_(), value=lr)
-                param.sub_(velocity)
+                if momentum:
+                    velocity = state["momentum"]
+                    velocity.mul_(momentum).addcdiv_(param.grad, (mean_square + eps).sqrt_(), value=lr)
+                    param.sub_(velocity)
+                else:
+                    param.addcdiv_(param.grad, (mean_square + eps).sqrt_(), value=-lr)

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import ClassVar
 
 import torch
@@ -48,8 +48,15 @@ class AgentConfig:
     differences between two frames shrink ~10x before the heads"""
 
     def __post_init__(self) -> None:
+        """Every size an agent takes (a count of layers, heads, steps, channels...) is a whole number >= 1."""
         if self.init not in INITIALISATIONS:
             raise ValueError(f"init must be one of {INITIALISATIONS}, got {self.init!r}")
+        for field in fields(self):
+            value = getattr(self, field.name)
+            sizes = value if isinstance(value, tuple | list) else (value,)
+            if not isinstance(value, bool) and any(isinstance(v, int) for v in sizes) and not all(
+                    isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sizes):
+                raise ValueError(f"{field.name} must be whole numbers >= 1, got {value!r}")
 
 
 class Agent(nn.Module):

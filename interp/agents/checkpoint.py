@@ -7,6 +7,7 @@ leaves a half-written checkpoint under the final name. Loading uses ``torch.load
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,27 +60,43 @@ def load_checkpoint(path: str | os.PathLike, *, expected_name: str | None = None
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises many kinds for bad bytes; weights_only refusals among them
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint (corrupt, truncated or not a torch file: "
-                              f"{reason})") from error
+    payload = safe_load(path, map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an interp agent checkpoint")
-    description = payload["agent"]
-    name = description["name"]
+    description, state_dict, meta = payload.get("agent"), payload.get("state_dict"), payload.get("meta", {})
+    if not (isinstance(description, dict) and isinstance(state_dict, dict) and isinstance(meta, dict)
+            and isinstance(description.get("config", {}), dict)):
+        raise CheckpointError(f"{path}: an interp checkpoint without its agent description, weights or metadata")
+    name = description.get("name")
     if name not in AGENTS:
         raise CheckpointError(f"{path}: unknown architecture {name!r} (known: {', '.join(AGENTS)})")
     if expected_name is not None and name != expected_name:
         raise CheckpointError(f"{path}: holds a {name!r} agent, not {expected_name!r}")
     try:
-        agent = make_agent(name, tuple(description["obs_shape"]), description["num_actions"], **description["config"])
-    except (UserError, TypeError, ValueError) as error:
-        raise CheckpointError(f"{path}: its config does not build a {name!r} agent: {error}") from error
-    _load_weights(agent, payload["state_dict"], path)
+        agent = make_agent(name, tuple(description["obs_shape"]), int(description["num_actions"]),
+                           **description.get("config", {}))
+    except (UserError, KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: its config does not build a {name!r} agent ({error})") from None
+    _load_weights(agent, state_dict, path)
     agent.to(map_location).eval()
-    return Checkpoint(agent, payload.get("meta", {}), path)
+    return Checkpoint(agent, meta, path)
+
+
+def safe_load(path: Path, map_location: str | torch.device = "cpu", *, mmap: bool = False):
+    """``torch.load(path, weights_only=True)``: tensors, numbers, strings and containers of them, never code. A file
+    that is not that (corrupt, truncated, or a pickle that asks to run code) is a :class:`CheckpointError`.
+    ``mmap``: tensors are mapped, not read, until used."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as error:
+        if "weights only" in str(error).lower():  # torch's message goes on to suggest loading it unsafely: never
+            raise CheckpointError(f"{path}: refused: it holds more than weights (a pickle of other objects, which "
+                                  "could run code when loaded)") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or not a torch file)") from None
+    except Exception as error:  # torch raises many kinds for bad bytes
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint (corrupt, truncated or not a torch file: "
+                              f"{reason})") from None
 
 
 def load_agent(path: str | os.PathLike, *, expected_name: str | None = None,

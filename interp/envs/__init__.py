@@ -18,7 +18,7 @@ from functools import cache, partial
 import gymnasium as gym
 
 from interp.envs.minipong import MiniPongConfig, MiniPongEnv, MiniPongVectorEnv
-from interp.errors import UserError
+from interp.errors import EnvironmentOptionError, UserError
 
 MINIPONG_VARIANTS = {
     "MiniPong-v0": "standard",
@@ -67,7 +67,20 @@ def _check_options(env_id: str, options: dict) -> None:
     allowed = MINIPONG_OPTIONS if is_minipong(env_id) else ATARI_OPTIONS
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise TypeError(f"unknown option(s) {unknown} for {env_id}; allowed: {', '.join(allowed)}")
+        raise EnvironmentOptionError(f"unknown option(s) {unknown} for {env_id}; allowed: {', '.join(allowed)}")
+
+
+def _minipong_config(env_id: str, frame_size: int, options: dict) -> MiniPongConfig:
+    numbers = {name: value for name, value in options.items() if name != "variant"}
+    wrong = sorted(name for name, value in numbers.items() if not isinstance(value, int | float)
+                   or isinstance(value, bool))
+    if wrong:
+        raise EnvironmentOptionError(f"{env_id}: option(s) {wrong} take numbers, got "
+                                     f"{', '.join(repr(options[name]) for name in wrong)}")
+    try:
+        return MiniPongConfig(variant=MINIPONG_VARIANTS[env_id], frame_size=frame_size, **options)
+    except ValueError as error:
+        raise EnvironmentOptionError(f"{env_id}: {error}") from None
 
 
 def make_env(
@@ -90,7 +103,7 @@ def make_env(
     _check_env_id(env_id)
     _check_options(env_id, options)
     if is_minipong(env_id):
-        config = MiniPongConfig(variant=MINIPONG_VARIANTS[env_id], frame_size=frame_size, **options)
+        config = _minipong_config(env_id, frame_size, options)
         env = MiniPongEnv(config, object_masks=object_masks)
     else:
         from interp.envs.atari import make_atari_env
@@ -116,7 +129,7 @@ def make_vector_env(
     _check_env_id(env_id)
     _check_options(env_id, options)
     if is_minipong(env_id):
-        config = MiniPongConfig(variant=MINIPONG_VARIANTS[env_id], frame_size=frame_size, **options)
+        config = _minipong_config(env_id, frame_size, options)
         envs = MiniPongVectorEnv(num_envs, config)
     elif not options.get("modifications"):
         from interp.envs.atari import make_atari_vector_env
@@ -136,6 +149,7 @@ def make_vector_env(
 __all__ = [
     "MINIPONG_VARIANTS",
     "TESTED_ATARI_GAMES",
+    "EnvironmentOptionError",
     "UnknownEnvironmentError",
     "env_ids",
     "make_env",

@@ -10,6 +10,7 @@ import numpy as np
 from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
 
 from interp.envs.masks import boxes_to_masks
+from interp.errors import EnvironmentOptionError
 
 ALE_SCREEN = (210, 160)
 
@@ -87,7 +88,8 @@ def _make_hackatari(env_id: str, modifications: list[str], repeat_action_probabi
     available = hackatari_modifications(game)
     unknown = sorted(set(modifications) - set(available))
     if unknown:  # HackAtari itself silently ignores names it does not know
-        raise ValueError(f"unknown HackAtari modification(s) {unknown} for {game}; available: {available or 'none'}")
+        raise EnvironmentOptionError(f"unknown HackAtari modification(s) {unknown} for {game}; available: "
+                                     f"{available or 'none'}")
     from hackatari import HackAtari
 
     # frameskip=1: AtariPreprocessing skips frames (with max-pooling) around it, so the modifications that

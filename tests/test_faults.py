@@ -1,0 +1,190 @@
+"""Faults in the middle of work: a killed trainer resumed, two commands on one run, a full disk, actors that keep
+dying, a killed analysis. Nothing is lost, nothing is silently wrong, nothing is left running."""
+
+import contextlib
+import csv
+import errno
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from interp.agents import load_checkpoint
+from interp.cli import main
+from interp.errors import UserError
+from trainers.config import TrainConfig
+from trainers.impala import Trainer, resume_config
+
+SMALL = dict(env="MiniPong-v0", envs_per_actor=2, batch_size=4, unroll=8, checkpoint_every=400)
+
+
+def steps_logged(run: Path) -> list[int]:
+    with open(run / "metrics.csv") as file:
+        return [int(row["step"]) for row in csv.DictReader(file)]
+
+
+def start_training(out: Path, *extra: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "interp.cli", "train", "--arch", "baseline", "--env", "MiniPong-v0",
+               "--steps", "10000000", "--out", str(out), "--actors", "1", "--envs-per-actor", "2",
+               "--batch-size", "4", "--unroll", "8", "--checkpoint-every", "640", *extra]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+def processes_mentioning(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+    return found
+
+
+def test_a_killed_run_resumes_without_logging_a_step_twice(tmp_path):
+    out = tmp_path / "run"
+    process = start_training(out)
+    wait_for(lambda: (out / "metrics.csv").exists() and len(steps_logged(out)) > 60)
+    process.kill()
+    process.wait(timeout=30)
+    state = torch.load(out / "trainer_state.pt", weights_only=True)
+    assert max(steps_logged(out)) > state["step"]  # rows written after the last saved state
+    assert main(["train", "--resume", "--out", str(out), "--steps", str(state["step"] + 320)]) == 0
+    steps = steps_logged(out)
+    assert steps == sorted(set(steps)) and steps[-1] == state["step"] + 320
+    for path in (out / "checkpoints").glob("step_*.pt"):  # each checkpoint's weights are the state's at its step
+        assert load_checkpoint(path).meta["step"] == int(path.stem.split("_")[1])
+
+
+def test_a_second_command_on_a_run_in_use_is_refused(tmp_path):
+    out = tmp_path / "run"
+    process = start_training(out)
+    try:
+        wait_for(lambda: (out / "metrics.csv").exists() and len(steps_logged(out)) > 5)
+        second = subprocess.run([sys.executable, "-m", "interp.cli", "train", "--resume", "--out", str(out)],
+                                capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2 and "in use by interp train (pid" in second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+    analysis = out / "analysis"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from interp.runs import Run; run = Run.open(sys.argv[1]); "
+        "lock = run.lock('interp analyse', folder=run.analysis); lock.__enter__(); print('held', flush=True); "
+        "time.sleep(60)"), str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr):
+            assert main(["evaluation", str(out), "--episodes", "1"]) == 2
+        assert "in use by interp analyse" in stderr.getvalue() and not (analysis / "evaluation.csv").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MB file system; where mounting is not allowed, a writer that fails as a full disk does."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3000k", "tmpfs", str(folder)],
+                             capture_output=True).returncode == 0
+    yield folder, mounted
+    if mounted:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_full_disk_stops_training_with_one_line_and_a_run_that_resumes(small_disk, monkeypatch, tmp_path):
+    folder, mounted = small_disk
+    out = folder / "run"
+    config = TrainConfig(arch="baseline", steps=10**6, out=str(out), actors=0, checkpoint_every=64,
+                         first_checkpoint=32, agent={"hidden": 16},  # a checkpoint of 0.5 MB, a state of 1 MB
+                         **{k: v for k, v in SMALL.items() if k != "checkpoint_every"})
+    if not mounted:  # the third write fails as a full disk does
+        import trainers.impala
+
+        writes = {"count": 0}
+        real = trainers.impala.save_checkpoint
+
+        def failing(*args, **kwargs):
+            writes["count"] += 1
+            if writes["count"] > 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(trainers.impala, "save_checkpoint", failing)
+    with pytest.raises(UserError, match="free some space and continue with --resume"):
+        Trainer(config, progress=False).run()
+    state = torch.load(out / "trainer_state.pt", weights_only=True)
+    newest = max(int(p.stem.split("_")[1]) for p in (out / "checkpoints").glob("step_*.pt"))
+    assert newest <= state["step"]  # never a checkpoint newer than the state a resume starts from
+    for path in (out / "checkpoints").glob("step_*.pt"):
+        load_checkpoint(path)
+    moved = tmp_path / "moved"  # room again: the run continues where its state is
+    subprocess.run(["cp", "-r", str(out), str(moved)], check=True)
+    monkeypatch.undo()
+    Trainer(resume_config(moved, steps=state["step"] + 64), resume=True, progress=False).run()
+    assert (moved / "checkpoints" / f"step_{state['step']:012d}.pt").exists()
+    assert steps_logged(moved) == sorted(set(steps_logged(moved)))
+
+
+def test_actors_that_keep_dying_end_the_run_with_a_final_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    process = start_training(out, "--max-actor-restarts", "0")
+    wait_for(lambda: (out / "metrics.csv").exists() and len(steps_logged(out)) > 5)
+    actors = [pid for pid in processes_mentioning(str(out)) if pid != process.pid]
+    assert actors
+    for pid in actors:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 2 and "restarts are used up" in stderr and "Traceback" not in stderr
+    final = max(int(p.stem.split("_")[1]) for p in (out / "checkpoints").glob("step_*.pt"))
+    assert final == steps_logged(out)[-1] > 0
+
+
+def test_a_killed_analysis_leaves_no_worker_behind(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--arch", "baseline", "--out", str(run), "--steps", "96", "--actors", "0",
+                 "--envs-per-actor", "2", "--batch-size", "2", "--unroll", "8", "--checkpoint-every", "32",
+                 "--first-checkpoint", "16"]) == 0
+    process = subprocess.Popen([sys.executable, "-m", "interp.cli", "analyse", str(run), "--frames", "4",
+                                "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: len(_children(process.pid)) >= 3, timeout=180)  # the resource tracker and two workers
+    children = _children(process.pid)
+    process.kill()  # while the workers may still be starting: they must notice too
+    process.wait()
+    wait_for(lambda: not any(_alive(pid) for pid in children), timeout=60)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    with contextlib.suppress(OSError):
+        return (Path(f"/proc/{pid}") / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return False
