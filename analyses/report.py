@@ -53,8 +53,6 @@ def _configuration(runs: list[Run]) -> str:
 def _training(runs: list[Run]) -> str:
     curves = {r.name: r.read_table("metrics.csv", ("step", "mean_return")) for r in runs}
     curves = {k: v.dropna(subset=["mean_return"]) for k, v in curves.items() if v is not None and len(v)}
-    if not curves:
-        return page.missing("training metrics", "interp train ...")
     evaluations = {r.name: r.read_table("evaluation.csv", ("policy", "episodes", "mean_return", "std_return"))
                    for r in runs}
     evaluations = {k: v.set_index("policy") for k, v in evaluations.items() if v is not None}
@@ -70,24 +68,28 @@ def _training(runs: list[Run]) -> str:
         axis.set_ylabel("mean episode return (rolling)")
         axis.legend(fontsize=8)
 
-    def evaluated(name: str, policy: str) -> str:
-        if name not in evaluations:
-            return "<td>-</td>"
-        row = evaluations[name].loc[policy]
-        return f"<td>{row.mean_return:.2f} &plusmn; {row.std_return:.2f} ({int(row.episodes)})</td>"
+    def row(run: Run) -> str:
+        table = curves.get(run.name)
+        logged = ([f"{table['mean_return'].iloc[:20].mean():.2f}", f"{table['mean_return'].iloc[-20:].mean():.2f}"]
+                  if table is not None else ["not logged (trained elsewhere)", "-"])
+        return (f"<tr><th>{html.escape(run.name)}</th>" + "".join(f"<td>{cell}</td>" for cell in logged)
+                + "".join(_evaluated(evaluations.get(run.name), policy) for policy in POLICIES) + "</tr>")
 
-    rows = "".join(f"<tr><th>{html.escape(name)}</th><td>{table['mean_return'].iloc[:20].mean():.2f}</td>"
-                   f"<td>{table['mean_return'].iloc[-20:].mean():.2f}</td>"
-                   + "".join(evaluated(name, policy) for policy in POLICIES) + "</tr>"
-                   for name, table in curves.items())
     note = ("" if evaluations else page.missing("evaluation of the final checkpoints",
                                                 f"interp evaluation {runs[0].directory}"))
-    return (_figure(draw) + "<table><tr><th>run</th><th>training return, first 20 logs</th>"
+    return ((_figure(draw) if curves else "") + "<table><tr><th>run</th><th>training return, first 20 logs</th>"
             "<th>training return, last 20 logs</th><th>final checkpoint, greedy</th><th>sampled</th>"
-            "<th>random policy</th></tr>" + rows + "</table><p>Training returns are means of the last 100 episodes "
-            "of the sampling actors. The final checkpoint's returns are mean &plusmn; standard deviation (episodes) "
-            "of whole episodes choosing the most likely action (greedy), sampling from the policy, or choosing "
-            "uniformly at random.</p>" + note)
+            "<th>random policy</th></tr>" + "".join(row(r) for r in runs) + "</table><p>Training returns are means "
+            "of the last 100 episodes of the sampling actors (a run trained by another library has none here). The "
+            "final checkpoint's returns are mean &plusmn; standard deviation (episodes) of whole episodes choosing "
+            "the most likely action (greedy), sampling from the policy, or choosing uniformly at random.</p>" + note)
+
+
+def _evaluated(table, policy: str) -> str:
+    if table is None:
+        return "<td>-</td>"
+    row = table.loc[policy]
+    return f"<td>{row.mean_return:.2f} &plusmn; {row.std_return:.2f} ({int(row.episodes)})</td>"
 
 
 TABLES = ("metrics.csv", "evaluation.csv", "atom.csv", "agreement.csv", "sanity.csv")

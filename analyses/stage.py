@@ -32,11 +32,12 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from interp.agents import Checkpoint, load_checkpoint
+from interp.agents import Checkpoint
 from interp.cluster import connect, disconnect, import_ray
 from interp.errors import UserError
 from interp.evalset import EvalSet
 from interp.files import atomic_path
+from interp.importers import load_any
 from interp.runs import Environment, Run
 
 Result = pd.DataFrame | dict[str, np.ndarray] | bytes
@@ -61,7 +62,7 @@ class Job:
     def load(self, evalset: EvalSet | None = None) -> Checkpoint:
         """The checkpoint's agent (eval mode), checked against the run's architecture and environment and, if given,
         the evaluation set's frames."""
-        loaded = load_checkpoint(self.checkpoint, expected_name=self.architecture)
+        loaded = load_any(self.checkpoint, expected_name=self.architecture)
         environment = self.environment.id
         trained_on = loaded.meta.get("env")
         for name in filter(None, (trained_on, evalset.env if evalset is not None else None)):

@@ -114,8 +114,11 @@ def cmd_evalset(args: argparse.Namespace) -> None:
 def _open_run(args: argparse.Namespace):
     from interp.runs import Run
 
-    run = Run.open(args.run_dir, analysis=args.out)
-    check_writable(run.analysis, folder=True)
+    run = Run.open(args.run_dir, analysis=args.out, env=args.env, steps_from=args.steps_from)
+    try:
+        check_writable(run.analysis, folder=True)
+    except UserError as error:
+        raise UserError(f"{error}; give --out for the analysis") from None
     return run
 
 
@@ -144,19 +147,20 @@ def _one_checkpoint(name: str, args: argparse.Namespace, options) -> None:
     from analyses.maps import compute_maps
     from analyses.stage import Job, save_result
     from analyses.video import render_video
-    from interp.agents import load_checkpoint
     from interp.evalset import load_evalset
+    from interp.importers import load_any
     from interp.runs import Environment
 
     if not args.out:
         raise UserError(f"interp {name} on one checkpoint needs --out (see `interp {name} --help`)")
     check_writable(args.out, folder=name == "maps")
-    loaded = load_checkpoint(args.run_dir)
+    loaded = load_any(args.run_dir)
     evalset = load_evalset(args.evalset) if name == "maps" and args.evalset else None
     env_id = (evalset.env if evalset is not None else None) or args.env or loaded.meta.get("env")
     if not env_id or (name == "maps" and evalset is None):
         raise UserError(f"interp {name} on one checkpoint needs " + ("--evalset" if name == "maps" else "--env"))
-    environment = Environment(env_id, {"frame_size": loaded.agent.obs_shape[-1],
+    preprocessing = {"preprocessing": loaded.meta["preprocessing"]} if loaded.meta.get("preprocessing") else {}
+    environment = Environment(env_id, {"frame_size": loaded.agent.obs_shape[-1], **preprocessing,
                                        **flags.key_values(getattr(args, "env_option", None))})
     job = Job(name, Path(args.run_dir), int(loaded.meta.get("step", 0)), environment, None, options,
               loaded.agent.name)
@@ -190,14 +194,15 @@ def cmd_report(args: argparse.Namespace) -> None:
         raise UserError(f"--video-frames is a number of steps, >= 0, not {args.video_frames}")
     if not args.out and len(args.run_dirs) > 1:
         raise UserError("--out is required when comparing several runs")
-    runs = [Run.open(path) for path in args.run_dirs]
+    runs = [Run.open(path, env=args.env, steps_from=args.steps_from) for path in args.run_dirs]
     check_writable(args.out or runs[0].directory / "report.html")
     for run in runs:  # the pictures the report shows, rendered once from the run's final checkpoint
         evalset = Path(args.evalset) if args.evalset else run.analysis / "evalset.npz"
         wanted = (("stills",) if evalset.exists() else ()) + (("video",) if args.video_frames else ())
+        options = {"video": VideoOptions(frames=args.video_frames)} if args.video_frames else {}
         if wanted:
-            analyse_run(run, evalset if evalset.exists() else None, stages=wanted,
-                        options={"video": VideoOptions(frames=args.video_frames)}, log=lambda line: None)
+            analyse_run(run, evalset if evalset.exists() else None, stages=wanted, options=options,
+                        log=lambda line: None)
     path = write_report(runs, args.out or runs[0].directory / "report.html")
     print(f"wrote {path}")
 
@@ -224,11 +229,20 @@ def _run_arguments(parser: argparse.ArgumentParser, what: str = "run directory (
     parser.add_argument("--evalset", help="evaluation set (.npz from `interp evalset`; default: the run's own, "
                                           "RUN_DIR/analysis/evalset.npz, built from the final checkpoint if missing)")
     parser.add_argument("--out", help="folder for the analysis (default: RUN_DIR/analysis)")
+    _foreign_arguments(parser)
     parser.add_argument("--workers", type=_positive, help="worker processes (default: one per core)")
     parser.add_argument("--backend", choices=("local", "ray"), default="local",
                         help="checkpoint jobs in local processes (default) or as Ray tasks")
     parser.add_argument("--ray-address", help="with --backend ray: a running Ray cluster (default: $RAY_ADDRESS, "
                                               "else Ray started here)")
+
+
+def _foreign_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", help="the environment, for checkpoints that do not name it (a folder of another "
+                                      "library's checkpoints, or one checkpoint file)")
+    parser.add_argument("--steps-from", metavar="REGEX",
+                        help="a folder of another library's checkpoints: where the step is in a file name, a regular "
+                             "expression with one group (default: the library's naming, e.g. rl_model_(\\d+)_steps)")
 
 
 def _add_train(commands) -> None:
@@ -264,7 +278,6 @@ def _add_stages(commands) -> None:
         _run_arguments(parser, "run directory (from `interp train`)" if name not in ("maps", "video")
                        else "run directory, or one checkpoint file (then --out is the output)")
         if name == "video":
-            parser.add_argument("--env", help="with a checkpoint file: the environment (default: the checkpoint's)")
             parser.add_argument("--env-option", action="append", metavar="KEY=VALUE", help="environment option")
             parser.add_argument("--png-every", type=int, default=0, help="with a checkpoint file: also write every "
                                                                          "K-th frame as PNG (default: none)")
@@ -367,6 +380,7 @@ def _add_report(commands) -> None:
     report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories")
     report.add_argument("--out", help="output .html (default: RUN_DIR/report.html for one run)")
     report.add_argument("--evalset", help="evaluation set for the stills (default: RUN_DIR/analysis/evalset.npz)")
+    _foreign_arguments(report)
     report.add_argument("--video-frames", type=int, default=60,
                         help="steps of an overlay video rendered when a run has none (default: 60; 0: none)")
     report.set_defaults(run=cmd_report)

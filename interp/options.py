@@ -89,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls
         if field.name in exclude or not field.metadata.get("cli", True):
             continue
         flags = field.metadata.get("flags", (f"--{field.name.replace('_', '-')}",))
-        default = (field.default if field.default is not dataclasses.MISSING
+        default = (field.default if field.default is not dataclasses.MISSING  # a factory: this machine's value
                    else field.default_factory() if field.default_factory is not dataclasses.MISSING else None)
         kind, optional = _base_type(hints[field.name])
         help_text = docs.get(field.name, "")

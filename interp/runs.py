@@ -27,6 +27,7 @@ import pandas as pd
 from interp.agents import Checkpoint, load_checkpoint
 from interp.agents.checkpoint import safe_load
 from interp.errors import UserError
+from interp.importers import load_any
 
 CHECKPOINT_NAME = re.compile(r"step_(\d{12})\.pt")
 
@@ -69,10 +70,12 @@ class Run:
         self.analysis = Path(analysis) if analysis is not None else self.directory / "analysis"
 
     @classmethod
-    def open(cls, directory: str | Path, *, analysis: str | Path | None = None) -> Run:
-        """The run ``interp train`` wrote in ``directory``."""
-        from trainers.config import TrainConfig
-
+    def open(cls, directory: str | Path, *, analysis: str | Path | None = None, env: str | None = None,
+             steps_from: str | None = None) -> Run:
+        """The run in ``directory``: one ``interp train`` wrote (``checkpoints/step_*.pt``), or a folder of another
+        library's checkpoints (:mod:`interp.importers`), whose steps come from the file names (``steps_from``: a
+        regular expression with one group, instead of the library's naming) and whose environment, unless the files
+        name it, is ``env``."""
         directory = Path(directory)
         if directory.is_file():
             raise UserError(f"{directory} is a file; a run directory (from `interp train`) was expected")
@@ -81,15 +84,37 @@ class Run:
         checkpoints = {int(match.group(1)): path for path in (directory / "checkpoints").glob("step_*.pt")
                        if (match := CHECKPOINT_NAME.fullmatch(path.name))}
         if not checkpoints:
-            raise UserError(f"{directory}: no checkpoints (expected {directory / 'checkpoints'}/step_*.pt)")
+            return cls._from_folder(directory, analysis, env, steps_from)
         config_path = directory / "config.json"
-        config = TrainConfig.from_json(config_path) if config_path.exists() else None
-        if config is not None:
+        if config_path.exists():
+            from trainers.config import TrainConfig
+
+            config = TrainConfig.from_json(config_path)
             environment = Environment(config.env, {"frame_size": config.frame_size, **config.env_options})
         else:
-            environment = _environment_of(load_checkpoint(checkpoints[max(checkpoints)]), directory)
+            config, environment = None, _environment_of(load_checkpoint(checkpoints[max(checkpoints)]), directory, env)
         return cls(directory, checkpoints, environment, config=config, analysis=analysis)
 
+    @classmethod
+    def _from_folder(cls, directory: Path, analysis, env: str | None, steps_from: str | None) -> Run:
+        from interp.importers import IMPORTERS, source_of
+
+        sources = {}
+        for path in sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")):
+            with contextlib.suppress(UserError):  # logs, configurations, videos: not checkpoints
+                sources[path] = source_of(path)
+        if not sources:
+            raise UserError(f"{directory}: no checkpoints (neither {directory / 'checkpoints'}/step_*.pt nor "
+                            "checkpoints of Stable-Baselines3, CleanRL or TorchBeast)")
+        if len(set(sources.values())) > 1:
+            found = ", ".join(f"{path.name} ({source})" for path, source in list(sources.items())[:4])
+            raise UserError(f"{directory} mixes checkpoints of several sources ({found}); one run is one source")
+        source = next(iter(sources.values()))
+        pattern = re.compile(steps_from) if steps_from else (IMPORTERS[source].step if source != "interp"
+                                                             else re.compile(r"(\d+)(?!.*\d)"))
+        checkpoints = _steps_of(list(sources), pattern, steps_from)
+        final = load_any(checkpoints[max(checkpoints)])
+        return cls(directory, checkpoints, _environment_of(final, directory, env), analysis=analysis)
     # ---- checkpoints ----
 
     @property
@@ -118,7 +143,7 @@ class Run:
         raise UserError(f"{path} is not a checkpoint of {self.directory}")
 
     def load(self, step: int) -> Checkpoint:
-        return load_checkpoint(self.checkpoint(step))
+        return load_any(self.checkpoint(step))
 
     @functools.cached_property
     def agent(self):
@@ -134,8 +159,9 @@ class Run:
         """Every checkpoint holds an agent of the run's architecture (a foreign one would mix two agents into one
         table); reading only each file's description."""
         for path in self.checkpoints.values():
-            payload = safe_load(path, mmap=True)  # the weights are not read
-            name = payload.get("agent", {}).get("name") if isinstance(payload, dict) else None
+            payload = safe_load(path, mmap=True) if path.suffix == ".pt" else None  # the weights are not read
+            name = (payload.get("agent", {}).get("name") if isinstance(payload, dict) and "agent" in payload
+                    else load_any(path).agent.name)
             if name != self.architecture:
                 raise UserError(f"{path} holds a {name!r} agent, not the run's {self.architecture!r} (its final "
                                 f"checkpoint's); move it out of {self.directory / 'checkpoints'}")
@@ -214,13 +240,33 @@ class Run:
         return table
 
 
-def _environment_of(checkpoint: Checkpoint, directory: Path) -> Environment:
+def _environment_of(checkpoint: Checkpoint, directory: Path, env: str | None = None) -> Environment:
     config = checkpoint.meta.get("config") or {}
-    env = config.get("env") or checkpoint.meta.get("env")
-    if not env:
-        raise UserError(f"{directory}: neither config.json nor the checkpoints name the environment")
-    frame_size = config.get("frame_size", checkpoint.agent.obs_shape[-1])
-    return Environment(env, {"frame_size": frame_size, **config.get("env_options", {})})
+    named = config.get("env") or checkpoint.meta.get("env")
+    if env and named and env != named:
+        raise UserError(f"{directory}: its checkpoints were trained on {named}, not on {env}")
+    if not (env or named):
+        raise UserError(f"{directory}: neither config.json nor the checkpoints name the environment; give --env")
+    options = dict(config.get("env_options", {}))
+    if checkpoint.meta.get("preprocessing"):  # another library's agent sees that library's frames
+        options["preprocessing"] = checkpoint.meta["preprocessing"]
+    return Environment(env or named, {"frame_size": config.get("frame_size", checkpoint.agent.obs_shape[-1]),
+                                      **options})
+
+
+def _steps_of(paths: list[Path], pattern: re.Pattern, given: str | None) -> dict[int, Path]:
+    """The step of each checkpoint file from its name (a single file without one: its own step, else 0)."""
+    steps: dict[int, Path] = {}
+    for path in paths:
+        match = pattern.search(path.name)
+        if match is None and len(paths) > 1:
+            hint = "match --steps-from" if given else "tell it with --steps-from REGEX (one group, the digits)"
+            raise UserError(f"cannot tell the step of {path.name} from its name: {hint}")
+        step = int(match.group(1)) if match else int(load_any(path).meta.get("step") or 0)
+        if step in steps:
+            raise UserError(f"{steps[step].name} and {path.name} are both step {step}")
+        steps[step] = path
+    return steps
 
 
 def _some(steps: list[int]) -> str:

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from interp import precision
 from interp.agents import make_agent
 from interp.agents.stepper import Stepper
-from interp.envs import make_vector_env
+from interp.envs import is_minipong, make_vector_env
 from interp.errors import UserError
 from trainers.config import TrainConfig
 from trainers.rollouts import FREE, RolloutBuffers, SharedWeights
@@ -41,63 +41,106 @@ class RestartBudget:
         tqdm.write(f"{actor} died ({reason}); restarting it ({self.used}/{self.limit})")
 
 
-class Actor:
-    """One actor: ``E`` environments stepped together, one forward pass of the agent per step for all of them
-    (:class:`interp.agents.stepper.Stepper`, sampling actions with the actor's own generator).
+class _Group:
+    """Some of an actor's environments, stepped as one vector environment with its own :class:`Stepper`. ALE games
+    step in ale-py's C++ threads after :meth:`send`: meanwhile the actor runs the other group's forward pass."""
 
-    The vector environments reset an episode on the step after it ends (ignoring that step's action); such a step
-    is recorded with ``done`` set on the reset frame, and the learner masks it out of the losses.
+    def __init__(self, config: TrainConfig, columns: slice, agent, seed: int, chosen_precision: str):
+        count = columns.stop - columns.start
+        self.columns = columns
+        self.env = make_vector_env(config.env, count, seed=seed + columns.start, frame_size=config.frame_size,
+                                   num_threads=config.env_threads, **config.env_options)
+        self.stepper = Stepper(agent, count, policy="sample", precision=chosen_precision,
+                               generator=torch.Generator().manual_seed(seed + columns.start))
+        obs, _ = self.env.reset(seed=seed + columns.start)
+        self.frames = torch.from_numpy(np.asarray(obs))
+        self.asynchronous = hasattr(self.env, "send") and hasattr(self.env, "recv")
+        self.terminal = torch.zeros(count, dtype=torch.bool)
+        self.episode_return = torch.zeros(count)
+        self.episode_step = torch.zeros(count, dtype=torch.int64)
+        self.needs_reset = torch.zeros(count, dtype=torch.bool)
+        self.outputs: dict[str, torch.Tensor] = {}
+
+    def act(self) -> None:
+        self.outputs = self.stepper.forward(self.frames)
+
+    def send(self) -> None:
+        """Start stepping the games with the chosen actions (ALE: in the background)."""
+        if self.asynchronous:
+            self.env.send(self.outputs["action"].numpy())
+
+    def receive(self) -> None:
+        """The step's results: the next frames, and the episodes' bookkeeping."""
+        action = self.outputs["action"]
+        step = self.env.recv() if self.asynchronous else self.env.step(action.numpy())
+        obs, reward, terminated, truncated, _ = step
+        reward = torch.as_tensor(np.asarray(reward), dtype=torch.float32)
+        reset = self.needs_reset
+        self.episode_return = torch.where(reset, 0.0, self.episode_return + reward)
+        self.episode_step = torch.where(reset, 0, self.episode_step + 1)
+        self.terminal = torch.as_tensor(np.logical_or(terminated, truncated))
+        self.needs_reset = self.terminal.clone()
+        self.stepper.advance(action, reward, starts=reset)
+        self.frames = torch.from_numpy(np.asarray(obs))
+
+    def recorded(self) -> dict[str, torch.Tensor]:
+        stepper = self.stepper
+        return {"frame": self.frames, "reward": stepper.reward, "done": stepper.done, "terminal": self.terminal,
+                "last_action": stepper.last_action, "episode_return": self.episode_return,
+                "episode_step": self.episode_step, **self.outputs}
+
+
+class Actor:
+    """One actor: ``E`` environments stepped together, one forward pass of the agent per step for each group of them
+    (:class:`interp.agents.stepper.Stepper`, sampling actions with generators of the actor's own).
+
+    ALE games are split into two groups, so that one group's games step in ale-py's threads while the actor runs the
+    other's forward pass; MiniPong, which steps in this thread, is one group. The vector environments reset an
+    episode on the step after it ends (ignoring that step's action); such a step is recorded with ``done`` set on the
+    reset frame, and the learner masks it out of the losses.
     """
 
     def __init__(self, config: TrainConfig, index: int, buffers: RolloutBuffers, weights: SharedWeights,
                  seed: int):
         self.config, self.index, self.buffers, self.weights = config, index, buffers, weights
         envs = config.envs_per_actor
-        self.env = make_vector_env(config.env, envs, seed=seed, frame_size=config.frame_size, **config.env_options)
-        obs_shape = self.env.single_observation_space.shape
-        agent = make_agent(config.arch, obs_shape, int(self.env.single_action_space.n), **config.agent)
-        self.weights_version = weights.fetch(agent, -1)
-        self.stepper = Stepper(agent, envs, policy="sample", generator=torch.Generator().manual_seed(seed),
-                               precision=precision.resolve(config.precision, "cpu"))
-        obs, _ = self.env.reset(seed=seed)
-        self.frames = torch.from_numpy(np.asarray(obs))
-        self.terminal = torch.zeros(envs, dtype=torch.bool)
-        self.episode_return = torch.zeros(envs)
-        self.episode_step = torch.zeros(envs, dtype=torch.int64)
-        self.needs_reset = torch.zeros(envs, dtype=torch.bool)
+        halves = 2 if envs >= 2 and not is_minipong(config.env) else 1
+        bounds = [envs * i // halves for i in range(halves + 1)]
+        probe = make_vector_env(config.env, 1, frame_size=config.frame_size, num_threads=1, **config.env_options)
+        self.agent = make_agent(config.arch, probe.single_observation_space.shape,
+                                int(probe.single_action_space.n), **config.agent)
+        probe.close()
+        self.weights_version = weights.fetch(self.agent, -1)
+        chosen_precision = precision.resolve(config.precision, "cpu")
+        self.groups = [_Group(config, slice(low, high), self.agent, seed, chosen_precision)
+                       for low, high in zip(bounds, bounds[1:], strict=False)]
 
-    def _write(self, slot: int, t: int, outputs: dict[str, torch.Tensor]) -> None:
-        stepper = self.stepper
-        recorded = {"frame": self.frames, "reward": stepper.reward, "done": stepper.done, "terminal": self.terminal,
-                    "last_action": stepper.last_action, "episode_return": self.episode_return,
-                    "episode_step": self.episode_step}
+    def _write(self, slot: int, t: int, group: _Group) -> None:
+        recorded = group.recorded()
         for name, buffer in self.buffers.data.items():
-            buffer[slot, t] = recorded[name] if name in recorded else outputs[name]
+            buffer[slot, t, group.columns] = recorded[name]
 
     def fill(self, slot: int) -> None:
         """Write one rollout of ``T + 1`` steps into ``slot`` with the newest published weights."""
-        self.weights_version = self.weights.fetch(self.stepper.agent, self.weights_version)
-        outputs = self.stepper.forward(self.frames)  # the index-0 frame again, under the new weights
-        for buffer, tensor in zip(self.buffers.states, self.stepper.state, strict=True):
-            buffer[slot] = tensor
-        self._write(slot, 0, outputs)
+        self.weights_version = self.weights.fetch(self.agent, self.weights_version)
+        for group in self.groups:
+            group.act()  # the index-0 frames again, under the new weights
+            for buffer, tensor in zip(self.buffers.states, group.stepper.state, strict=True):
+                buffer[slot, group.columns] = tensor
+            self._write(slot, 0, group)
+            group.send()
         for t in range(1, self.config.unroll + 1):
-            action = outputs["action"]
-            obs, reward, terminated, truncated, _ = self.env.step(action.numpy())
-            reward = torch.as_tensor(np.asarray(reward), dtype=torch.float32)
-            reset = self.needs_reset
-            self.episode_return = torch.where(reset, 0.0, self.episode_return + reward)
-            self.episode_step = torch.where(reset, 0, self.episode_step + 1)
-            self.terminal = torch.as_tensor(np.logical_or(terminated, truncated))
-            self.needs_reset = self.terminal.clone()
-            self.stepper.advance(action, reward, starts=reset)
-            self.frames = torch.from_numpy(np.asarray(obs))
-            outputs = self.stepper.forward(self.frames)
-            self._write(slot, t, outputs)
+            for group in self.groups:
+                group.receive()
+                group.act()
+                self._write(slot, t, group)
+                if t < self.config.unroll:  # the next rollout's first actions come from its weights
+                    group.send()
         self.buffers.mark_full(slot)
 
     def close(self) -> None:
-        self.env.close()
+        for group in self.groups:
+            group.env.close()
 
 
 def actor_slots(config: TrainConfig, buffers: RolloutBuffers, index: int) -> list[int]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -24,6 +25,22 @@ def _machine(**metadata) -> dict:
     return {"resume": True, **metadata}
 
 
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def default_learner_threads() -> int:
+    """Half the cores: the learner's forward and backward passes are about half of a step's work in bf16
+    (benchmarks/train_bound.py), the environments and the actors' inference the other half."""
+    return max(1, cores() // 2)
+
+
+def default_actors() -> int:
+    """One actor process per core the learner leaves (each steps its games in ale-py's threads meanwhile)."""
+    return max(1, cores() - default_learner_threads())
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a training run."""
@@ -36,16 +53,19 @@ class TrainConfig:
     """environment steps (agent steps, over all environments) to train for"""
     out: str = field(default="runs/train", metadata={"cli": False})
     """run directory"""
-    actors: int = field(default=2, metadata=_machine())
-    """actor processes; 0 runs one actor in the learner's process, synchronously (exactly reproducible)"""
-    envs_per_actor: int = field(default=8, metadata=_machine())
-    """environments each actor steps as one batch (batched inference)"""
+    actors: int = field(default_factory=default_actors, metadata=_machine())
+    """actor processes, by default one per core the learner leaves; 0 runs one actor in the learner's process,
+    synchronously (exactly reproducible)"""
+    envs_per_actor: int = field(default=16, metadata=_machine())
+    """environments each actor steps (ALE games in two groups: one steps while the other's forward pass runs)"""
     batch_size: int = 16
     """rollouts per learner update, in environments; a multiple of envs-per-actor"""
     unroll: int = 20
     """rollout length T"""
-    learner_threads: int = field(default=0, metadata=_machine())
-    """torch threads of the learner (0: torch's default, one per core; on 2 cores with 1 actor, 1 can be fastest)"""
+    env_threads: int = field(default=1, metadata=_machine())
+    """threads stepping each actor's ALE games (ale-py's vector environment; 0: one per core)"""
+    learner_threads: int = field(default_factory=default_learner_threads, metadata=_machine())
+    """torch threads of the learner, by default half the cores (0: torch's default, one per core)"""
     num_buffers: int = 0
     """rollout slots in shared memory (0: two per actor, at least enough for two batches)"""
     optimizer: str = field(default="rmsprop_tf1", metadata={"choices": OPTIMIZERS})
@@ -106,7 +126,7 @@ class TrainConfig:
 
     def _count_problems(self) -> str:
         wrong = [f"{name.replace('_', '-')} {getattr(self, name)}" for name, low in (
-            ("actors", 0), ("envs_per_actor", 1), ("batch_size", 1), ("unroll", 1), ("steps", 0),
+            ("actors", 0), ("envs_per_actor", 1), ("batch_size", 1), ("unroll", 1), ("steps", 0), ("env_threads", 0),
             ("learner_threads", 0), ("num_buffers", 0), ("checkpoint_every", 1), ("first_checkpoint", 1),
             ("max_actor_restarts", 0), ("seed", 0)) if not isinstance(getattr(self, name), int)
             or getattr(self, name) < low]
@@ -195,7 +215,7 @@ THESIS = {
     "baseline": {"unroll": 80, "batch_size": 8},
 }
 # What learned ALE Pong on this project's 2-core machine (README, "Training on ALE games"; docs/pong/).
-PONG = {"env": "ALE/Pong-v5", "entropy_cost": 0.0006, "agent": {"scale_frames": True}}
+PONG = {"env": "ALE/Pong-v5", "rmsprop_eps": 1e-5, "agent": {"scale_frames": True, "init": "orthogonal"}}
 
 
 def apply_preset(config: TrainConfig, preset: str) -> TrainConfig:

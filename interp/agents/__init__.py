@@ -13,6 +13,7 @@ from dataclasses import fields
 import torch
 
 from interp.agents.adaptive import AdaptiveAgent
+from interp.agents.atarinet import AtariNetAgent
 from interp.agents.base import Agent, AgentConfig, State, orthogonal_init_
 from interp.agents.baseline import BaselineAgent
 from interp.agents.checkpoint import Checkpoint, CheckpointError, load_agent, load_checkpoint, save_checkpoint
@@ -24,7 +25,7 @@ from interp.errors import UserError
 AGENTS: dict[str, type[Agent]] = {
     cls.name: cls
     for cls in (BaselineAgent, MottAgent, AdaptiveAgent, SpatioTemporalAgent, SpatioTemporalOneShotAgent,
-                DividedSpaceTimeAgent, JointSpaceTimeAgent)
+                DividedSpaceTimeAgent, JointSpaceTimeAgent, AtariNetAgent)
 }
 
 

@@ -145,13 +145,23 @@ def orthogonal_init_(agent: Agent) -> Agent:
     return agent
 
 
-class ActorCritic(nn.Module):
-    """The policy and value head: linear policy logits (the actor) and value (the critic) from the core output."""
+HEADS = ("actor_critic", "q_values")
 
-    def __init__(self, in_features: int, num_actions: int):
+
+class ActorCritic(nn.Module):
+    """The policy and value head from the core output: linear policy logits (the actor) and value (the critic); or,
+    for value-based agents (``q_values``), one linear layer of action values, which play the policy logits' part
+    (the greedy action is the most valued) while the value is their maximum, the greedy action's value."""
+
+    def __init__(self, in_features: int, num_actions: int, head: str = "actor_critic"):
         super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         self.policy = nn.Linear(in_features, num_actions)
-        self.baseline = nn.Linear(in_features, 1)
+        self.baseline = nn.Linear(in_features, 1) if head == "actor_critic" else None
 
     def forward(self, core: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.policy(core), self.baseline(core).squeeze(-1)
+        logits = self.policy(core)
+        if self.baseline is None:
+            return logits, logits.max(dim=-1).values
+        return logits, self.baseline(core).squeeze(-1)

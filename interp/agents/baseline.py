@@ -15,10 +15,14 @@ from interp.agents.layers import NatureCNN, output_grid
 class BaselineConfig(AgentConfig):
     hidden: int = 512
     """size of the fully connected layer F_c that feeds the heads"""
+    head: str = "actor_critic"
+    """``actor_critic``: policy logits and a value; ``q_values``: action values (a DQN, see
+    :class:`interp.agents.base.ActorCritic`)"""
 
 
 class BaselineAgent(Agent):
-    """conv 32@8/4 -> 64@4/2 -> 64@3/1 -> linear ``hidden`` (F_c) -> policy logits and value. No memory."""
+    """conv 32@8/4 -> 64@4/2 -> 64@3/1 -> linear ``hidden`` (F_c) -> policy logits and value (or Q-values). No
+    memory. With ``scale_frames``, the network of Stable-Baselines3's and CleanRL's Atari policies."""
 
     name = "baseline"
     Config = BaselineConfig
@@ -29,7 +33,7 @@ class BaselineAgent(Agent):
         height, width = output_grid(self.vision, obs_shape)
         self.fc = nn.Sequential(nn.Flatten(), nn.Linear(self.vision.out_channels * height * width, config.hidden),
                                 nn.ReLU())
-        self.actor_critic = ActorCritic(config.hidden, num_actions)
+        self.actor_critic = ActorCritic(config.hidden, num_actions, config.head)
 
     def forward(self, inputs: dict[str, torch.Tensor], state: State) -> tuple[dict, State]:
         steps, batch = inputs["frame"].shape[:2]

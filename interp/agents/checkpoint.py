@@ -6,6 +6,7 @@ leaves a half-written checkpoint under the final name. Loading uses ``torch.load
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 from dataclasses import dataclass
@@ -82,12 +83,15 @@ def load_checkpoint(path: str | os.PathLike, *, expected_name: str | None = None
     return Checkpoint(agent, meta, path)
 
 
-def safe_load(path: Path, map_location: str | torch.device = "cpu", *, mmap: bool = False):
+def safe_load(path: Path, map_location: str | torch.device = "cpu", *, mmap: bool = False,
+              content: bytes | None = None):
     """``torch.load(path, weights_only=True)``: tensors, numbers, strings and containers of them, never code. A file
     that is not that (corrupt, truncated, or a pickle that asks to run code) is a :class:`CheckpointError`.
-    ``mmap``: tensors are mapped, not read, until used."""
+    ``mmap``: tensors are mapped, not read, until used. ``content``: the bytes to read instead of the file (a member
+    of an archive), ``path`` then only naming them in errors."""
     try:
-        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+        source = io.BytesIO(content) if content is not None else path
+        return torch.load(source, map_location=map_location, weights_only=True, mmap=mmap and content is None)
     except pickle.UnpicklingError as error:
         if "weights only" in str(error).lower():  # torch's message goes on to suggest loading it unsafely: never
             raise CheckpointError(f"{path}: refused: it holds more than weights (a pickle of other objects, which "

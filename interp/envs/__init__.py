@@ -26,7 +26,7 @@ MINIPONG_VARIANTS = {
     "MiniPong-Touch-v0": "touch",
 }
 MINIPONG_OPTIONS = ("points", "max_steps", "enemy_speed")
-ATARI_OPTIONS = ("modifications", "noop_max", "repeat_action_probability", "full_action_space")
+ATARI_OPTIONS = ("modifications", "noop_max", "repeat_action_probability", "full_action_space", "preprocessing")
 # the games the toolkit is tested on; every other ALE id works the same way
 TESTED_ATARI_GAMES = ("ALE/Pong-v5", "ALE/Breakout-v5", "ALE/Enduro-v5", "ALE/MsPacman-v5", "ALE/Seaquest-v5")
 
@@ -131,10 +131,11 @@ def make_vector_env(
     if is_minipong(env_id):
         config = _minipong_config(env_id, frame_size, options)
         envs = MiniPongVectorEnv(num_envs, config)
-    elif not options.get("modifications"):
+    elif not options.get("modifications") and options.get("preprocessing", "ale") == "ale":
         from interp.envs.atari import make_atari_vector_env
 
         options.pop("modifications", None)
+        options.pop("preprocessing", None)
         envs = make_atari_vector_env(env_id, num_envs, frame_size=frame_size, num_threads=num_threads, **options)
     else:
         envs = gym.vector.SyncVectorEnv(

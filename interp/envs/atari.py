@@ -20,6 +20,11 @@ def game_name(env_id: str) -> str:
     return env_id.split("/")[-1].split("-")[0]
 
 
+PREPROCESSING = ("ale", "sb3", "deepmind", "cleanrl")
+"""how frames become observations: ``ale`` (gymnasium's AtariPreprocessing: grayscale frames max-pooled), or as
+another library's Atari wrappers make them, for agents trained there (:class:`LibraryFrames`)"""
+
+
 def make_atari_env(
     env_id: str,
     *,
@@ -29,23 +34,98 @@ def make_atari_env(
     noop_max: int = 30,
     repeat_action_probability: float = 0.0,
     full_action_space: bool = False,
+    preprocessing: str = "ale",
 ) -> gym.Env:
     """One ALE game: no-op reset, frame skip 4 with max-pooling, grayscale, resize, 4 stacked frames.
 
     Observations are uint8 ``[4, frame_size, frame_size]``, oldest first; ``env.render()`` gives the raw RGB
     ``[210, 160, 3]`` frame. Sticky actions are off by default (as in the thesis' NoFrameskip setting).
+    ``preprocessing`` other than ``ale`` makes the observations another library's (:data:`PREPROCESSING`).
     """
+    if preprocessing not in PREPROCESSING:
+        raise EnvironmentOptionError(f"preprocessing must be one of {', '.join(PREPROCESSING)}, not "
+                                     f"{preprocessing!r}")
     if modifications:
         base = _HackAtariFlags(_make_hackatari(env_id, list(modifications), repeat_action_probability,
                                                full_action_space))
     else:
         base = gym.make(env_id, frameskip=1, repeat_action_probability=repeat_action_probability,
                         full_action_space=full_action_space, render_mode="rgb_array")
-    env = AtariPreprocessing(base, noop_max=noop_max, frame_skip=4, screen_size=frame_size)
-    env = FrameStackObservation(env, 4)
+    if preprocessing == "ale":
+        env = FrameStackObservation(AtariPreprocessing(base, noop_max=noop_max, frame_skip=4,
+                                                       screen_size=frame_size), 4)
+    else:
+        env = LibraryFrames(base, preprocessing, frame_size, noop_max)
     if object_masks:
         env = OCAtariObjectMasks(env, game_name(env_id), frame_size)
     return env
+
+
+class LibraryFrames(gym.Wrapper):
+    """Observations as Stable-Baselines3 (``sb3``: ``AtariWrapper`` and ``VecFrameStack``), OpenAI Baselines' and
+    TorchBeast's ``wrap_deepmind`` (``deepmind``) or CleanRL's ``ppo_atari`` (``cleanrl``) make them, written from
+    their documented steps:
+
+    - reset: 1 to ``noop_max`` no-ops, their number drawn from the game's own random generator; then, in a game with
+      FIRE, the actions FIRE and 2, each as a 4-frame step (the libraries' ``FireResetEnv``);
+    - step: the action repeated 4 times, rewards summed, and the RGB maximum of the last two frames (these libraries
+      max-pool colour frames, gymnasium's AtariPreprocessing grayscale ones: at the edges of moving objects up to
+      16 grey levels apart);
+    - the frame: grayscale (ITU-R 601 luma, as cv2) then area-resized, or, for ``cleanrl``, resized then grayscale;
+    - the stack of 4, oldest first, starts with zeros (``sb3``'s ``VecFrameStack``) or with copies of the first
+      frame (``deepmind``, ``cleanrl``).
+
+    Not reproduced: losing a life ending an episode (``EpisodicLifeEnv``, a training device; Pong has no lives) and
+    reward clipping (the trainer's choice).
+    """
+
+    def __init__(self, env: gym.Env, library: str, frame_size: int, noop_max: int = 30):
+        super().__init__(env)
+        self.library, self.frame_size, self.noop_max = library, frame_size, noop_max
+        self.fire = env.unwrapped.get_action_meanings()[1:2] == ["FIRE"] and env.action_space.n >= 3
+        self.observation_space = gym.spaces.Box(0, 255, (4, frame_size, frame_size), np.uint8)
+        self.stack: list[np.ndarray] = []
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        rgb, info = self._noop_reset(seed=seed, options=options)
+        for action in ((1, 2) if self.fire else ()):
+            rgb, _, terminated, truncated, info = self._skip(action)
+            if terminated or truncated:
+                rgb, info = self._noop_reset()
+        frame = self._frame(rgb)
+        self.stack = [np.zeros_like(frame) if self.library == "sb3" else frame] * 3 + [frame]
+        return np.stack(self.stack), info
+
+    def step(self, action):
+        rgb, reward, terminated, truncated, info = self._skip(action)
+        self.stack = [*self.stack[1:], self._frame(rgb)]
+        return np.stack(self.stack), reward, terminated, truncated, info
+
+    def _noop_reset(self, **kwargs):
+        rgb, info = self.env.reset(**kwargs)
+        for _ in range(int(self.env.unwrapped.np_random.integers(1, self.noop_max + 1)) if self.noop_max else 0):
+            rgb, _, terminated, truncated, info = self.env.step(0)
+            if terminated or truncated:
+                rgb, info = self.env.reset()
+        return rgb, info
+
+    def _skip(self, action):
+        total, frames = 0.0, []
+        for _ in range(4):
+            rgb, reward, terminated, truncated, info = self.env.step(action)
+            total += float(reward)
+            frames = [*frames[-1:], rgb]
+            if terminated or truncated:
+                break
+        return np.maximum.reduce(frames), total, terminated, truncated, info
+
+    def _frame(self, rgb: np.ndarray) -> np.ndarray:
+        import cv2
+
+        size = (self.frame_size, self.frame_size)
+        if self.library == "cleanrl":
+            return cv2.cvtColor(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+        return cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), size, interpolation=cv2.INTER_AREA)
 
 
 def make_atari_vector_env(

@@ -1,0 +1,309 @@
+"""Agents trained elsewhere: Stable-Baselines3 (the real package), CleanRL and TorchBeast checkpoints imported
+without running their code, equal to their source's outputs, and analysed as runs."""
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from interp.agents import CheckpointError
+from interp.agents.stepper import step_inputs
+from interp.cli import main
+from interp.envs import make_env
+from interp.importers import load_any
+from interp.runs import Run
+
+GAME = "ALE/Pong-v5"
+
+
+def sb3_env(seed: int = 0, envs: int = 2):
+    import ale_py
+    import gymnasium as gym
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.vec_env import VecFrameStack, VecTransposeImage
+
+    gym.register_envs(ale_py)
+    atari = make_atari_env(GAME, n_envs=envs, seed=seed, env_kwargs={"repeat_action_probability": 0.0,
+                                                                     "frameskip": 1})
+    return VecTransposeImage(VecFrameStack(atari, 4))
+
+
+@pytest.fixture(scope="module")
+def sb3_runs(tmp_path_factory):
+    """Real SB3 training on ALE Pong: PPO and DQN CnnPolicy, checkpoints every 64 steps."""
+    from stable_baselines3 import DQN, PPO
+    from stable_baselines3.common.callbacks import CheckpointCallback
+
+    root = tmp_path_factory.mktemp("sb3")
+    torch.manual_seed(0)
+    ppo = PPO("CnnPolicy", sb3_env(), n_steps=64, batch_size=64, n_epochs=1, seed=0, verbose=0, device="cpu")
+    ppo.learn(192, callback=CheckpointCallback(save_freq=32, save_path=str(root / "ppo"), name_prefix="rl_model"))
+    dqn = DQN("CnnPolicy", sb3_env(), buffer_size=400, learning_starts=32, train_freq=4, seed=0, verbose=0,
+              device="cpu")
+    dqn.learn(128, callback=CheckpointCallback(save_freq=32, save_path=str(root / "dqn"), name_prefix="rl_model"))
+    return root
+
+
+def frames(count: int = 6, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 256, (count, 4, 84, 84), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+def test_sb3_ppo_and_dqn_import_equal_to_sb3(sb3_runs):
+    from stable_baselines3 import DQN, PPO
+
+    observations = frames()
+    for algorithm, path in ((PPO, sb3_runs / "ppo" / "rl_model_192_steps.zip"),
+                            (DQN, sb3_runs / "dqn" / "rl_model_128_steps.zip")):
+        theirs = algorithm.load(path, device="cpu")
+        imported = load_any(path)
+        outputs, _ = imported.agent(step_inputs(observations[None]), ())
+        logits, value = outputs["policy_logits"][0], outputs["baseline"][0]
+        with torch.no_grad():
+            if algorithm is PPO:
+                log_probs = theirs.policy.get_distribution(observations.float()).distribution.logits
+                assert torch.allclose(F.log_softmax(logits, -1), log_probs, atol=1e-5)
+                assert torch.allclose(value, theirs.policy.predict_values(observations.float())[:, 0], atol=1e-5)
+                assert imported.meta["value"] == "critic" and imported.meta["algorithm"] == "PPO"
+            else:
+                q_values = theirs.q_net(observations.float())
+                assert torch.allclose(logits, q_values, atol=1e-5)
+                assert torch.allclose(value, q_values.max(-1).values, atol=1e-5)
+                assert imported.meta["value"] == "max_q" and imported.meta["algorithm"] == "DQN"
+        assert imported.meta["preprocessing"] == "sb3" and imported.meta["source"] == "sb3"
+
+
+def test_sb3_preprocessing_reproduces_sb3s_observations_pixel_for_pixel():
+    rng = np.random.default_rng(0)
+    for seed in (0, 1):
+        theirs, ours = sb3_env(seed, envs=1), make_env(GAME, preprocessing="sb3")
+        expected, (observed, _) = theirs.reset(), ours.reset(seed=seed)
+        assert np.array_equal(observed, expected[0])
+        plain, _ = make_env(GAME).reset(seed=seed)  # gymnasium's AtariPreprocessing: other frames
+        for _ in range(150):
+            action = int(rng.integers(6))
+            expected, _, done, _ = theirs.step(np.array([action]))
+            observed, *_ = ours.step(action)
+            assert done[0] or np.array_equal(observed, expected[0])
+    assert not np.array_equal(plain, observed)
+
+
+def test_an_sb3_run_goes_through_analyse_and_report(sb3_runs, tmp_path):
+    run = tmp_path / "ppo"
+    run.mkdir()
+    for path in sorted(sb3_runs.glob("ppo/rl_model_*_steps.zip"))[:3]:  # three checkpoints are enough here
+        subprocess.run(["cp", str(path), str(run)], check=True)
+    steps = sorted(int(path.stem.split("_")[2]) for path in run.glob("rl_model_*_steps.zip"))
+    assert Run.open(run, env=GAME).steps == steps and len(steps) == 3
+    arguments = ["--env", GAME, "--workers", "1"]
+    assert main(["analyse", str(run), *arguments, "--frames", "3", "--episodes", "1"]) == 0
+    atom = pd.read_csv(run / "analysis" / "atom.csv")
+    assert sorted(atom.step.unique()) == steps
+    shares = atom[(atom.method == "atom") & (atom.metric == "hierarchical_share")]
+    assert set(shares.object) == {"ball", "enemy", "player"} and shares.value.notna().all()
+    assert set(atom[atom.metric == "profile_share"].method) >= {"perturbation", "gradient"}
+    assert main(["report", str(run), "--env", GAME, "--video-frames", "0"]) == 0
+    page = (run / "report.html").read_text()
+    assert "ATOM across training" in page and 'class="missing"' not in page.split('id="agreement"')[0]
+
+
+# ---- CleanRL: the networks as its scripts define them, saved as they save them ----
+
+
+class CleanRLAgent(nn.Module):
+    """ppo_atari's Agent."""
+
+    def __init__(self, actions: int):
+        super().__init__()
+        self.network = nn.Sequential(nn.Conv2d(4, 32, 8, stride=4), nn.ReLU(), nn.Conv2d(32, 64, 4, stride=2),
+                                     nn.ReLU(), nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(), nn.Flatten(),
+                                     nn.Linear(64 * 7 * 7, 512), nn.ReLU())
+        self.actor, self.critic = nn.Linear(512, actions), nn.Linear(512, 1)
+
+    def forward(self, x):
+        hidden = self.network(x / 255.0)
+        return self.actor(hidden), self.critic(hidden)[:, 0]
+
+
+class CleanRLQNetwork(nn.Module):
+    """dqn_atari's QNetwork."""
+
+    def __init__(self, actions: int):
+        super().__init__()
+        self.network = nn.Sequential(nn.Conv2d(4, 32, 8, stride=4), nn.ReLU(), nn.Conv2d(32, 64, 4, stride=2),
+                                     nn.ReLU(), nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(), nn.Flatten(),
+                                     nn.Linear(3136, 512), nn.ReLU(), nn.Linear(512, actions))
+
+    def forward(self, x):
+        return self.network(x / 255.0)
+
+
+def test_cleanrl_networks_import_equal_to_their_own_outputs(tmp_path):
+    torch.manual_seed(0)
+    observations = frames()
+    agent, q_network = CleanRLAgent(6), CleanRLQNetwork(6)
+    torch.save(agent.state_dict(), tmp_path / "ppo_atari.cleanrl_model")
+    torch.save({"model_weights": q_network.state_dict(), "args": {"env_id": "PongNoFrameskip-v4"}},
+               tmp_path / "dqn_atari.cleanrl_model")
+    ppo, dqn = load_any(tmp_path / "ppo_atari.cleanrl_model"), load_any(tmp_path / "dqn_atari.cleanrl_model")
+    with torch.no_grad():
+        logits, value = agent(observations.float())
+        q_values = q_network(observations.float())
+    ours, _ = ppo.agent(step_inputs(observations[None]), ())
+    assert torch.allclose(ours["policy_logits"][0], logits, atol=1e-5)
+    assert torch.allclose(ours["baseline"][0], value, atol=1e-5)
+    ours, _ = dqn.agent(step_inputs(observations[None]), ())
+    assert torch.allclose(ours["policy_logits"][0], q_values, atol=1e-5)
+    assert dqn.meta["env"] == GAME and dqn.meta["preprocessing"] == "cleanrl" and ppo.meta["env"] is None
+
+
+# ---- TorchBeast: AtariNet as MonoBeast defines it, saved as it saves model.tar ----
+
+
+class TorchBeastAtariNet(nn.Module):
+    def __init__(self, actions: int, use_lstm: bool):
+        super().__init__()
+        self.actions, self.use_lstm = actions, use_lstm
+        self.conv1 = nn.Conv2d(4, 32, kernel_size=8, stride=4)
+        self.conv2 = nn.Conv2d(32, 64, kernel_size=4, stride=2)
+        self.conv3 = nn.Conv2d(64, 64, kernel_size=3, stride=1)
+        self.fc = nn.Linear(3136, 512)
+        size = 512 + actions + 1
+        if use_lstm:
+            self.core = nn.LSTM(size, size, 2)
+        self.policy, self.baseline = nn.Linear(size, actions), nn.Linear(size, 1)
+
+    def forward(self, inputs, state=()):
+        steps, batch = inputs["frame"].shape[:2]
+        x = inputs["frame"].flatten(0, 1).float() / 255.0
+        x = F.relu(self.conv3(F.relu(self.conv2(F.relu(self.conv1(x))))))
+        x = F.relu(self.fc(x.view(steps * batch, -1)))
+        action = F.one_hot(inputs["last_action"].view(steps * batch), self.actions).float()
+        reward = inputs["reward"].clamp(-1, 1).view(steps * batch, 1)
+        core = torch.cat([x, reward, action], dim=-1)
+        if self.use_lstm:
+            outputs = []
+            for step, not_done in zip(core.view(steps, batch, -1).unbind(), (~inputs["done"]).float().unbind(),
+                                      strict=True):
+                state = tuple(not_done.view(1, -1, 1) * s for s in state)
+                output, state = self.core(step.unsqueeze(0), state)
+                outputs.append(output)
+            core = torch.cat(outputs).flatten(0, 1)
+        return self.policy(core).view(steps, batch, -1), self.baseline(core).view(steps, batch), state
+
+
+@pytest.mark.parametrize("use_lstm", [False, True])
+def test_torchbeast_atarinet_imports_equal_to_its_own_outputs(tmp_path, use_lstm):
+    torch.manual_seed(0)
+    net = TorchBeastAtariNet(6, use_lstm)
+    torch.save({"model_state_dict": net.state_dict(), "optimizer_state_dict": {}, "scheduler_state_dict": {},
+                "flags": {"env": "PongNoFrameskip-v4", "use_lstm": use_lstm}}, tmp_path / "model.tar")
+    imported = load_any(tmp_path / "model.tar")
+    assert imported.agent.name == "atarinet" and imported.meta["env"] == GAME
+    generator = torch.Generator().manual_seed(1)
+    inputs = step_inputs(frames(8).view(4, 2, 4, 84, 84), torch.randint(0, 6, (4, 2), generator=generator),
+                         torch.randn(4, 2, generator=generator) * 2, torch.tensor([[True] * 2, [False] * 2,
+                                                                                   [False, True], [False] * 2]))
+    state = tuple(torch.zeros(2, 2, 519) for _ in range(2)) if use_lstm else ()
+    with torch.no_grad():
+        logits, value, _ = net(inputs, state)
+        ours, _ = imported.agent(inputs, imported.agent.initial_state(2))
+    assert torch.allclose(ours["policy_logits"], logits, atol=1e-5)
+    assert torch.allclose(ours["baseline"], value, atol=1e-5)
+
+
+# ---- refused without running code; bad input in one line ----
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/interp_imported_pwned",))
+
+
+def test_malicious_files_of_every_source_are_refused_without_running_code(tmp_path, sb3_runs):
+    evil = io.BytesIO()
+    torch.save({"weights": Evil()}, evil)
+    with zipfile.ZipFile(sb3_runs / "ppo" / "rl_model_64_steps.zip") as source, \
+            zipfile.ZipFile(tmp_path / "rl_model_32_steps.zip", "w") as forged:
+        for name in source.namelist():
+            forged.writestr(name, evil.getvalue() if name == "policy.pth" else source.read(name))
+    (tmp_path / "model.tar").write_bytes(evil.getvalue())
+    (tmp_path / "agent.cleanrl_model").write_bytes(evil.getvalue())
+    for name in ("rl_model_32_steps.zip", "model.tar", "agent.cleanrl_model"):
+        with pytest.raises(CheckpointError, match="refused"):
+            load_any(tmp_path / name)
+    assert not Path("/tmp/interp_imported_pwned").exists()
+
+
+def test_sb3s_pickled_data_fields_are_never_decoded(tmp_path, sb3_runs):
+    import base64
+    import pickle
+
+    source = sb3_runs / "ppo" / "rl_model_64_steps.zip"
+    with zipfile.ZipFile(source) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    data = json.loads(members["data"])
+    data["policy_class"][":serialized:"] = base64.b64encode(pickle.dumps(Evil())).decode()
+    members["data"] = json.dumps(data).encode()
+    with zipfile.ZipFile(tmp_path / "rl_model_32_steps.zip", "w") as forged:
+        for name, content in members.items():
+            forged.writestr(name, content)
+    assert load_any(tmp_path / "rl_model_32_steps.zip").agent.name == "baseline"
+    assert not Path("/tmp/interp_imported_pwned").exists()
+
+
+def one_line_error(arguments: list[str]) -> str:
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        assert main(arguments) == 2
+    lines = stderr.getvalue().strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr.getvalue()
+    return lines[0]
+
+
+def test_bad_foreign_input_is_one_line(tmp_path, sb3_runs):
+    not_sb3 = tmp_path / "zip"
+    not_sb3.mkdir()
+    with zipfile.ZipFile(not_sb3 / "rl_model_10_steps.zip", "w") as archive:
+        archive.writestr("readme.txt", "hello")
+    assert "no checkpoints" in one_line_error(["analyse", str(not_sb3), "--env", GAME])
+    other = tmp_path / "other"
+    other.mkdir()
+    torch.save({"network.0.weight": torch.zeros(3, 3)}, other / "net_100.cleanrl_model")
+    assert "not a state dict" in one_line_error(["analyse", str(other), "--env", GAME])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "no checkpoints" in one_line_error(["analyse", str(empty), "--env", GAME])
+    mixed = tmp_path / "mixed"
+    subprocess.run(["cp", "-r", str(sb3_runs / "ppo"), str(mixed)], check=True)
+    torch.save(CleanRLAgent(6).state_dict(), mixed / "agent_500.cleanrl_model")
+    assert "mixes checkpoints of several sources" in one_line_error(["analyse", str(mixed), "--env", GAME])
+    assert "give --env" in one_line_error(["analyse", str(sb3_runs / "ppo")])
+
+
+def test_a_read_only_folder_is_analysed_into_out(tmp_path, sb3_runs):
+    folder = tmp_path / "readonly"
+    subprocess.run(["cp", "-r", str(sb3_runs / "ppo"), str(folder)], check=True)
+    mounted = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True)
+    if mounted.returncode == 0:
+        mounted = subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], capture_output=True)
+    if mounted.returncode:  # no mounting here: a folder the analysis cannot write is simulated by --out alone
+        folder.chmod(0o555)
+    try:
+        if mounted.returncode == 0:
+            assert "give --out" in one_line_error(["evaluation", str(folder), "--env", GAME, "--episodes", "1"])
+        out = tmp_path / "analysis"
+        assert main(["evaluation", str(folder), "--env", GAME, "--episodes", "1", "--out", str(out)]) == 0
+        assert (out / "evaluation.csv").exists() and not (folder / "analysis").exists()
+    finally:
+        if mounted.returncode == 0:
+            subprocess.run(["umount", str(folder)], check=False)
