@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from analyses import page, plots
 from analyses.maps import MAP_METHODS, check_methods
@@ -57,7 +58,8 @@ def compute(job: Job) -> pd.DataFrame:
     loaded = job.load(evalset)
     agent = loaded.agent
     steps = Steps(evalset.step_inputs(), pre_step_state(agent, evalset))
-    table = options.compute(agent, steps, evalset.masks).assign(method="atom")
+    table = pd.concat([options.compute(agent, steps, evalset.masks), output_spread(agent, steps)],
+                      ignore_index=True).assign(method="atom")
     profiles = {"atom": table[table.metric == "hierarchical_share"].set_index("object")["value"]}
     if options.methods:
         maps = load_result(job.needed["maps"])
@@ -79,6 +81,26 @@ def compute(job: Job) -> pd.DataFrame:
     rows.append(("training", "mean_return", "", np.nan if mean_return is None else float(mean_return)))
     extra = pd.DataFrame(rows, columns=["method", "metric", "object", "value"])
     return pd.concat([table, extra], ignore_index=True)
+
+
+def output_spread(agent, steps: Steps) -> pd.DataFrame:
+    """How much the outputs differ between the evaluation frames (their standard deviation, the mean over actions
+    for the policy): 0 for a network whose output does not depend on the frame."""
+    with torch.no_grad():
+        outputs, _ = agent(steps.inputs, steps.state)
+    rows = [("output_spread", "policy", float(outputs["policy_logits"][0].float().std(dim=0).mean())),
+            ("output_spread", "value", float(outputs["baseline"][0].float().std()))]
+    return pd.DataFrame(rows, columns=["metric", "object", "value"])
+
+
+def frame_independent_steps(table: pd.DataFrame) -> list[int]:
+    """The steps at which the output does not depend on the frame: no relevance reaches the pixels, or the outputs
+    are the same on every evaluation frame."""
+    atom = table[table.method == "atom"]
+    at_pixels = atom[atom.metric == "relevance_at_pixels"].set_index("step")["value"]
+    spread = atom[atom.metric == "output_spread"].groupby("step")["value"].max()
+    dead = set(at_pixels[at_pixels.abs() < 1e-6].index) | set(spread[spread < 1e-7].index)
+    return sorted(int(step) for step in dead)
 
 
 def finish(run: Run, results: dict[int, Path], options: AtomOptions) -> None:
@@ -117,8 +139,13 @@ def section(run: Run) -> str:
     last = shares.step.max()
     final = shares[shares.step == last].set_index("object")["value"].round(3)
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in final.items())
-    return (page.image(run.analysis / "atom.png", f"{run.name}: ATOM object shares against the training step")
-            + f"<table><tr><th>object</th><th>share at step {last}</th></tr>{rows}</table>")
+    dead = frame_independent_steps(table)
+    warning = (f'<p class="missing">At step{"s" * (len(dead) > 1)} {", ".join(map(str, dead))} the network\'s '
+               "output does not depend on the frame (no relevance reaches its pixels, or its outputs are the same "
+               "on every evaluation frame: a dead first layer, say), so the object shares are undefined there."
+               "</p>" if dead else "")
+    plot = page.image(run.analysis / "atom.png", f"{run.name}: ATOM object shares against the training step")
+    return warning + plot + f"<table><tr><th>object</th><th>share at step {last}</th></tr>{rows}</table>"
 
 
 STAGE = Stage(

@@ -14,6 +14,8 @@ from interp.hooks import hook_points, record_attention
 SMALL_OBS = {"timesformer_joint": (4, 42, 42)}
 MEMORY_OPTIONS = {"mem_len": 4, "chunk_size": 5}  # a window shorter than the sequences below, several chunks
 WITH_MEMORY = {name for name, cls in AGENTS.items() if "mem_len" in cls.Config.__dataclass_fields__}
+# the thesis's attention agents; the baseline and atarinet (TorchBeast's network, for imports) have no attention
+WITH_ATTENTION = [name for name in AGENTS if name not in ("baseline", "atarinet")]
 
 
 def build(name, **config):
@@ -53,7 +55,11 @@ def test_interface_shapes(name):
     assert ((sampled["action"] >= 0) & (sampled["action"] < 6)).all()
 
 
-@pytest.mark.parametrize("name", [n for n in AGENTS if n != "baseline"])
+def test_exactly_the_attention_agents_have_attention_hook_points():
+    assert [name for name in AGENTS if hook_points(build(name), ("attention",))] == WITH_ATTENTION
+
+
+@pytest.mark.parametrize("name", WITH_ATTENTION)
 def test_attention_weights_are_distributions(name):
     agent = build(name)
     with record_attention(agent) as attention:
