@@ -176,9 +176,22 @@ def result_path(run: Run, stage: Stage, key: str, step: int) -> Path:
 # ---- running jobs ----
 
 
-def _init_worker(threads: int, parent: int) -> None:
+@contextlib.contextmanager
+def one_thread():
+    """Every job computes on one torch thread, whatever the backend and the machine: a reduction split over another
+    number of threads rounds differently, and rank statistics (the sanity checks' Spearman) turn those last-bit
+    differences into visible ones. Parallelism comes from running jobs side by side."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _init_worker(parent: int) -> None:
     _exit_with_parent(parent)
-    torch.set_num_threads(threads)
+    torch.set_num_threads(1)  # see one_thread
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -217,8 +230,9 @@ def run_jobs(jobs: dict[Path, Job], *, workers: int = 1, backend: str = "local",
         if backend == "ray" and jobs:
             _on_ray(jobs, save, compute)
         elif workers <= 1 or len(jobs) <= 1:
-            for path, job in jobs.items():
-                save(path, compute(job))
+            with one_thread():
+                for path, job in jobs.items():
+                    save(path, compute(job))
         else:
             _in_processes(jobs, save, compute, workers)
     finally:
@@ -226,10 +240,9 @@ def run_jobs(jobs: dict[Path, Job], *, workers: int = 1, backend: str = "local",
 
 
 def _in_processes(jobs: dict[Path, Job], save: Callable, compute: Callable, workers: int) -> None:
-    threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")  # no forked copies of torch's thread pools
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                             initargs=(threads, os.getpid())) as pool:
+                             initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(compute, job): path for path, job in jobs.items()}
         try:
             for future in as_completed(futures):
@@ -261,8 +274,8 @@ def _on_ray(jobs: dict[Path, Job], save: Callable, compute: Callable) -> None:
 
 
 def _ray_job(compute: Callable[[Job], Result], job: Job) -> Result:
-    torch.set_num_threads(1)  # one core per task, as Ray schedules them
-    return compute(job)
+    with one_thread():  # also one core per task, as Ray schedules them
+        return compute(job)
 
 
 # ---- a stage over a run ----

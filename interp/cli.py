@@ -138,7 +138,7 @@ def cmd_stage(args: argparse.Namespace) -> None:
     run = _open_run(args)
     analyse_run(run, args.evalset, stages=(stage.name,), options=chosen, workers=args.workers,
                 backend=args.backend, ray_address=args.ray_address or "", log=lambda line: None)
-    written = sorted(str(path) for path in run.analysis.iterdir() if path.name != "cache")
+    written = sorted(str(path) for path in run.analysis.iterdir() if path.name != "cache" and path.name[0] != ".")
     print(f"{stage.name}: done; {run.analysis} holds {', '.join(Path(p).name for p in written)}")
 
 

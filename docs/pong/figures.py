@@ -1,0 +1,72 @@
+"""The figures and tables of docs/pong/README.md, from analysed runs (``interp analyse RUN`` first).
+
+    .venv/bin/python docs/pong/figures.py ~/runs/pong/baseline [more runs] --out docs/pong
+
+Writes ``<run>_learning.png`` (mean training return against the step), copies the run's ``atom.png`` and
+``sanity.png`` and a few stills, and prints, per checkpoint, the ATOM shares of ball, player and enemy beside the
+mean training return at that step and the greedy returns of the final checkpoint (markdown tables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from analyses import plots
+from interp.runs import Run
+
+
+def learning_curve(run: Run, out: Path) -> Path:
+    metrics = run.read_table("metrics.csv", ("step", "wall_time", "mean_return")).dropna(subset=["mean_return"])
+    figure, axis = plots.figure(6.4, 3.2)
+    axis.plot(metrics.step / 1e6, metrics.mean_return)
+    axis.set_xlabel("environment steps (millions)")
+    axis.set_ylabel("mean return, last 100 episodes")
+    axis.set_title(f"{run.name} on {run.environment.id}: {metrics.wall_time.iloc[-1] / 3600:.2f} h", fontsize=10)
+    return plots.save(figure, out / f"{run.name}_learning.png")
+
+
+def shares_table(run: Run) -> str:
+    """ATOM's hierarchical shares per checkpoint beside the mean training return at that step (markdown)."""
+    atom = run.read_table("atom.csv", ("step", "method", "metric", "object", "value"))
+    shares = atom[(atom.method == "atom") & (atom.metric == "hierarchical_share")]
+    shares = shares.pivot(index="step", columns="object", values="value")
+    metrics = run.read_table("metrics.csv", ("step", "mean_return")).dropna()
+    returns = pd.merge_asof(shares.reset_index()[["step"]], metrics, on="step")["mean_return"].to_numpy()
+    empty = atom[(atom.method == "atom") & (atom.metric == "empty_selection")].set_index("step")["value"]
+    header = "| step | mean return | " + " | ".join(shares.columns) + " | frames without a selection |"
+    lines = [header, "|" + "---|" * (len(shares.columns) + 3)]
+    for (step, row), mean_return in zip(shares.iterrows(), returns, strict=True):
+        cells = " | ".join(f"{value:.3f}" for value in row)
+        logged = "none yet" if pd.isna(mean_return) else f"{mean_return:+.2f}"
+        lines.append(f"| {step:,} | {logged} | {cells} | {int(empty.get(step, 0))} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+")
+    parser.add_argument("--out", default="docs/pong")
+    args = parser.parse_args()
+    out = Path(args.out)
+    for directory in args.runs:
+        run = Run.open(directory)
+        learning_curve(run, out)
+        for name in ("atom.png", "sanity.png"):
+            if (run.analysis / name).exists():
+                shutil.copyfile(run.analysis / name, out / f"{run.name}_{name}")
+        for still in sorted((run.analysis / "stills").glob("*.png"))[:3]:
+            shutil.copyfile(still, out / f"{run.name}_still_{still.name.replace(' ', '_')}")
+        print(f"\n## {run.name}\n\n{shares_table(run)}")
+        evaluation = run.read_table("evaluation.csv")
+        if evaluation is not None:
+            print("\n| policy | episodes | mean return | std |\n|---|---|---|---|")
+            for row in evaluation.itertuples():
+                print(f"| {row.policy} | {row.episodes} | {row.mean_return:+.2f} | {row.std_return:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
