@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from interp import precision
 from interp.agents import make_agent, save_checkpoint
+from interp.agents.checkpoint import safe_load
 from interp.envs import make_env
 from interp.errors import UserError
 from interp.files import atomic_path
@@ -303,7 +304,7 @@ class Trainer:
             raise UserError(f"{self.run_files.directory} holds a {saved.arch} run on {saved.env}; its "
                             f"{', '.join(changed)} cannot change on --resume")
         try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
+            state = safe_load(path, self.device)  # torch's own refusal would advise loading it unsafely
             self.agent.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.step, self.elapsed, self.updates = int(state["step"]), float(state["elapsed"]), int(state["updates"])
@@ -311,8 +312,9 @@ class Trainer:
             self.lengths.extend(state["lengths"])
             self.seeds.bit_generator.state = json.loads(state["seed_rng"])
         except Exception as error:  # truncated, foreign or tampered state: nothing to resume from
-            raise UserError(f"{path}: not a readable trainer state ({_first_line(error)}); the checkpoints are "
-                            "intact, but this run cannot be resumed") from None
+            reason = _first_line(error).removeprefix(f"{path}: ")
+            raise UserError(f"{path}: not a readable trainer state ({reason}); the checkpoints are intact, but this "
+                            "run cannot be resumed") from None
         self._write_config()
         if not self.run_files.checkpoint_path(self.step).exists():  # stopped between the state and its checkpoint
             self._write_checkpoint()

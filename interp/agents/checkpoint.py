@@ -93,7 +93,9 @@ def safe_load(path: Path, map_location: str | torch.device = "cpu", *, mmap: boo
         source = io.BytesIO(content) if content is not None else path
         return torch.load(source, map_location=map_location, weights_only=True, mmap=mmap and content is None)
     except pickle.UnpicklingError as error:
-        if "weights only" in str(error).lower():  # torch's message goes on to suggest loading it unsafely: never
+        # torch's message goes on to suggest loading it unsafely: never repeated. A pickle naming a GLOBAL asks for
+        # objects beyond weights; anything else it cannot read (zeroed or random bytes) is simply not a checkpoint
+        if "GLOBAL" in str(error):
             raise CheckpointError(f"{path}: refused: it holds more than weights (a pickle of other objects, which "
                                   "could run code when loaded)") from None
         raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or not a torch file)") from None
