@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import stat
 
 import pytest
 import torch
@@ -95,3 +96,12 @@ def test_checkpoints_of_the_first_round_still_load(tmp_path):
     torch.save(payload, path)
     loaded = load_agent(path)
     assert torch.equal(loaded.actor_critic.policy.weight, agent.actor_critic.policy.weight)
+
+
+def test_files_written_atomically_get_the_umasks_mode_not_mkstemps(tmp_path):
+    previous = os.umask(0o027)
+    try:
+        path = save_checkpoint(tmp_path / "step.pt", make_agent("baseline", num_actions=3))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640  # 0o666 under umask 027; mkstemp alone gives 0o600
