@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,21 +15,25 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     removed otherwise. The folder is created if needed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(handle)
+    tmp = _new_file(path.parent, prefix=f".{path.name}.", suffix=suffix)
     try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make every result private to its writer
+        yield tmp
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if tmp.exists():
+            tmp.unlink()
 
 
-def _umask() -> int:
-    current = os.umask(0o022)  # reading the umask means setting it; put it straight back
-    os.umask(current)
-    return current
+def _new_file(folder: Path, prefix: str, suffix: str) -> Path:
+    """An empty file of a new name in ``folder``, created with the mode the umask gives (``mkstemp``'s 0600 would
+    make every result private to its writer); the umask is applied by the kernel, never read or changed here."""
+    while True:
+        candidate = folder / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        try:
+            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return candidate
+        except FileExistsError:
+            continue
 
 
 def check_writable(path: str | os.PathLike, *, folder: bool = False) -> Path:
@@ -41,7 +45,7 @@ def check_writable(path: str | os.PathLike, *, folder: bool = False) -> Path:
     if path.exists() and path.is_dir() != folder:
         raise UserError(f"{path} is a {'file' if folder else 'folder'}; a {'folder' if folder else 'file'} is "
                         "expected there")
-    existing = path if path.exists() else path.parent
+    existing = path if folder else path.parent  # a file is replaced by a rename: its folder must be writable
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():

@@ -213,3 +213,14 @@ def test_bad_input_is_one_line_and_exit_status_2_and_changes_nothing(world, case
     assert "weights_only" not in lines[0]  # never torch's advice to load without its safeguard
     assert snapshot(world) == before, case
     assert not Path("/tmp/interp_pwned").exists()
+
+
+def test_a_command_run_again_writes_over_its_own_outputs(world):
+    """Not a bad input: an output file left by an earlier run of the same command is replaced, not refused."""
+    out = world / "again.npz"
+    for _ in range(2):
+        assert main(["evalset", str(world / "run"), "--env", "MiniPong-v0", "--frames", "2", "--context", "1",
+                     "--out", str(out)]) == 0
+    for _ in range(2):
+        assert main(["report", str(world / "run"), "--video-frames", "0"]) == 0
+    assert (world / "run" / "report.html").stat().st_size > 0
