@@ -29,10 +29,13 @@ def steps_logged(run: Path) -> list[int]:
         return [int(row["step"]) for row in csv.DictReader(file)]
 
 
+def train_arguments(out: Path, steps: int = 10_000_000) -> list[str]:
+    return ["train", "--arch", "baseline", "--env", "MiniPong-v0", "--steps", str(steps), "--out", str(out),
+            "--actors", "1", "--envs-per-actor", "2", "--batch-size", "4", "--unroll", "8", "--checkpoint-every", "640"]
+
+
 def start_training(out: Path, *extra: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "interp.cli", "train", "--arch", "baseline", "--env", "MiniPong-v0",
-               "--steps", "10000000", "--out", str(out), "--actors", "1", "--envs-per-actor", "2",
-               "--batch-size", "4", "--unroll", "8", "--checkpoint-every", "640", *extra]
+    command = [sys.executable, "-m", "interp.cli", *train_arguments(out), *extra]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -63,7 +66,8 @@ def test_a_killed_run_resumes_without_logging_a_step_twice(tmp_path):
     process.wait(timeout=30)
     state = torch.load(out / "trainer_state.pt", weights_only=True)
     assert max(steps_logged(out)) > state["step"]  # rows written after the last saved state
-    assert main(["train", "--resume", "--out", str(out), "--steps", str(state["step"] + 320)]) == 0
+    # the first command line again, with --resume and more steps: repeating the run's settings is not a change
+    assert main([*train_arguments(out, steps=state["step"] + 320), "--resume"]) == 0
     steps = steps_logged(out)
     assert steps == sorted(set(steps)) and steps[-1] == state["step"] + 320
     for path in (out / "checkpoints").glob("step_*.pt"):  # each checkpoint's weights are the state's at its step

@@ -111,8 +111,8 @@ class Actor:
                                 int(probe.single_action_space.n), **config.agent)
         probe.close()
         self.weights_version = weights.fetch(self.agent, -1)
-        chosen_precision = precision.resolve(config.precision, "cpu")
-        self.groups = [_Group(config, slice(low, high), self.agent, seed, chosen_precision)
+        self.precision = precision.resolve(config.precision, "cpu")
+        self.groups = [_Group(config, slice(low, high), self.agent, seed, self.precision)
                        for low, high in zip(bounds, bounds[1:], strict=False)]
 
     def _write(self, slot: int, t: int, group: _Group) -> None:
@@ -123,19 +123,22 @@ class Actor:
     def fill(self, slot: int) -> None:
         """Write one rollout of ``T + 1`` steps into ``slot`` with the newest published weights."""
         self.weights_version = self.weights.fetch(self.agent, self.weights_version)
-        for group in self.groups:
-            group.act()  # the index-0 frames again, under the new weights
-            for buffer, tensor in zip(self.buffers.states, group.stepper.state, strict=True):
-                buffer[slot, group.columns] = tensor
-            self._write(slot, 0, group)
-            group.send()
-        for t in range(1, self.config.unroll + 1):
+        # One autocast region for the whole rollout: autocast keeps its casts of the weights until its outermost
+        # region ends, so bf16 weights are made once per rollout instead of at every step (~20% of an actor's time).
+        with precision.autocast(self.precision, "cpu"):
             for group in self.groups:
-                group.receive()
-                group.act()
-                self._write(slot, t, group)
-                if t < self.config.unroll:  # the next rollout's first actions come from its weights
-                    group.send()
+                group.act()  # the index-0 frames again, under the new weights
+                for buffer, tensor in zip(self.buffers.states, group.stepper.state, strict=True):
+                    buffer[slot, group.columns] = tensor
+                self._write(slot, 0, group)
+                group.send()
+            for t in range(1, self.config.unroll + 1):
+                for group in self.groups:
+                    group.receive()
+                    group.act()
+                    self._write(slot, t, group)
+                    if t < self.config.unroll:  # the next rollout's first actions come from its weights
+                        group.send()
         self.buffers.mark_full(slot)
 
     def close(self) -> None:

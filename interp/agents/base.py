@@ -100,11 +100,15 @@ class Agent(nn.Module):
         return next(self.parameters()).dtype
 
     def frames(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``[T, B, C, H, W]`` (uint8, or float in 0-255 for saliency) -> ``[T * B, C, H, W]`` in the weights' dtype."""
+        """``[T, B, C, H, W]`` (uint8, or float in 0-255 for saliency) -> ``[T * B, C, H, W]`` in the weights' dtype,
+        or in autocast's dtype where autocast is on (the first layer would cast them anyway; converting once, before
+        scaling, halves the memory the largest tensor of a training step moves)."""
         frame = inputs["frame"]
         if tuple(frame.shape[2:]) != self.obs_shape:
             raise ValueError(f"{self.name} agent expects frames {self.obs_shape}, got {tuple(frame.shape[2:])}")
-        frame = frame.flatten(0, 1).to(self.dtype)
+        kind = frame.device.type
+        dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else self.dtype
+        frame = frame.flatten(0, 1).to(dtype)
         return proportional(lambda frame: frame / 255.0, frame) if self.config.scale_frames else frame
 
     def reward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
