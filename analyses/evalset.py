@@ -30,11 +30,11 @@ def build_evalset(agent: Agent, env_id: str, *, frames: int = 150, context: int 
                   **env_options) -> EvalSet:
     """Play ``agent`` (sampling its actions with a generator seeded ``seed``) and keep every ``stride``-th step
     whose frame is eligible (all objects present, none overlapping), with the ``context`` steps before it, until
-    ``frames`` are kept."""
+    ``frames`` are kept. Frames are the agent's size unless ``env_options`` give ``frame_size``."""
     if min(frames, context, stride, max_steps) < 1 or seed < 0:
         raise UserError(f"an evaluation set needs frames, context, stride and steps >= 1 and a seed >= 0; got frames "
                         f"{frames}, context {context}, stride {stride}, steps {max_steps}, seed {seed}")
-    env = make_env(env_id, seed=seed, object_masks=True, **env_options)
+    env = make_env(env_id, seed=seed, object_masks=True, **{"frame_size": agent.obs_shape[-1], **env_options})
     if tuple(env.observation_space.shape) != agent.obs_shape or int(env.action_space.n) != agent.num_actions:
         raise UserError(f"the reference agent plays observations {agent.obs_shape} with {agent.num_actions} actions; "
                         f"{env_id} has {tuple(env.observation_space.shape)} and {int(env.action_space.n)}: it cannot "

@@ -5,6 +5,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from scipy import ndimage
 
+from analyses.evalset import build_evalset
+from interp.agents import make_agent
 from interp.envs import TESTED_ATARI_GAMES, UnknownEnvironmentError, make_env, make_vector_env
 
 PONG_BACKGROUND = 87  # grayscale of Pong's brown field
@@ -32,6 +34,12 @@ def test_42x42_option():
     env = make_env("ALE/Pong-v5", seed=0, frame_size=42, object_masks=True)
     obs, info = env.reset()
     assert obs.shape == (4, 42, 42) and info["object_masks"]["player"].shape == (42, 42)
+
+
+def test_an_evaluation_set_is_played_at_the_agents_frame_size():
+    agent = make_agent("baseline", (4, 42, 42), 6)
+    evalset = build_evalset(agent, "ALE/Pong-v5", frames=2, context=2, progress=False)
+    assert evalset.obs.shape[1:] == (4, 42, 42) and evalset.masks["ball"].shape[1:] == (42, 42)
 
 
 def test_pong_masks_sit_on_the_objects_bright_pixels(rng):
