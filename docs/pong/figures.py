@@ -2,9 +2,10 @@
 
     .venv/bin/python docs/pong/figures.py ~/runs/pong/baseline [more runs] --out docs/pong
 
-Writes ``<run>_learning.png`` (mean training return against the step), copies the run's ``atom.png`` and
-``sanity.png`` and a few stills, and prints, per checkpoint, the ATOM shares of ball, player and enemy beside the
-mean training return at that step and the greedy returns of the final checkpoint (markdown tables).
+Writes ``<run>_learning.png`` (mean training return against the step), copies the run's ``atom.png``,
+``sanity.png``, ``agreement/spearman.png`` (agents with attention) and a few stills, and prints, per checkpoint, the
+ATOM shares of ball, player and enemy beside the mean training return at that step, the agreement of attention with
+saliency (agents with attention) and the greedy returns of the final checkpoint (markdown tables).
 """
 
 from __future__ import annotations
@@ -46,6 +47,30 @@ def shares_table(run: Run) -> str:
     return "\n".join(lines)
 
 
+def agreement_table(run: Run, target: str = "actor") -> str:
+    """Per checkpoint, how well the attention maps agree with each saliency method (Spearman and CC, mean over the
+    heads, with the mean chance level in brackets) and the attention's mass on each object (mean over heads; in
+    brackets the object's share of the frame, what uniform attention would put there) (markdown)."""
+    agreement = run.read_table("agreement.csv", ("step", "head", "method", "target", "metric", "value", "chance"))
+    rows = agreement[(agreement.target == target) & (agreement.method != "atom")]
+    means = rows.groupby(["step", "method", "metric"])[["value", "chance"]].mean()
+    methods = sorted(rows.method.unique())
+    objects = sorted(m.split("/")[1] for m in rows.metric.unique() if m.startswith("attention_mass/"))
+    lines = ["| step | " + " | ".join(f"{m} spearman / cc" for m in methods) + " | "
+             + " | ".join(f"attention on {o}" for o in objects) + " |",
+             "|" + "---|" * (1 + len(methods) + len(objects))]
+    for step in sorted(rows.step.unique()):
+        cells = []
+        for method in methods:
+            spearman, cc = means.loc[(step, method, "spearman")], means.loc[(step, method, "cc")]
+            cells.append(f"{spearman.value:.3f} ({spearman.chance:.3f}) / {cc.value:.3f}")
+        for obj in objects:
+            mass = means.xs((step, f"attention_mass/{obj}"), level=("step", "metric")).mean()
+            cells.append(f"{mass.value:.4f} ({mass.chance:.4f})")
+        lines.append(f"| {step:,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+")
@@ -55,12 +80,14 @@ def main() -> None:
     for directory in args.runs:
         run = Run.open(directory)
         learning_curve(run, out)
-        for name in ("atom.png", "sanity.png"):
+        for name in ("atom.png", "sanity.png", "agreement/spearman.png"):
             if (run.analysis / name).exists():
-                shutil.copyfile(run.analysis / name, out / f"{run.name}_{name}")
+                shutil.copyfile(run.analysis / name, out / f"{run.name}_{name.replace('/', '_')}")
         for still in sorted((run.analysis / "stills").glob("*.png"))[:3]:
             shutil.copyfile(still, out / f"{run.name}_still_{still.name.replace(' ', '_')}")
         print(f"\n## {run.name}\n\n{shares_table(run)}")
+        if (run.analysis / "agreement.csv").exists():
+            print(f"\n{agreement_table(run)}")
         evaluation = run.read_table("evaluation.csv")
         if evaluation is not None:
             print("\n| policy | episodes | mean return | std |\n|---|---|---|---|")
