@@ -8,7 +8,9 @@ share of a batched forward pass (16 environments), and the learner's share of a 
 batch (16 rollouts of 20 steps) with the optimizer's step. Each is timed here on one core (one torch thread, one
 environment thread), so no trainer of this network on ``C`` cores can exceed ``C / (env + actor + learner)`` steps
 per second: the bound. Then ``interp train`` runs with its defaults for ``--seconds`` and its steps per second are
-printed beside the bound (steady state, from ``metrics.csv``). Run it on a quiet machine.
+printed beside the bound (steady state, from ``metrics.csv``). The three costs are measured again right before each
+trainer run, so a row's fraction compares measurements taken minutes apart at most (a shared virtual machine's
+speed drifts by tens of percent over an hour). Run it on a quiet machine.
 """
 
 from __future__ import annotations
@@ -108,25 +110,23 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=os.cpu_count(), help="cores of the bound (default: all)")
     args = parser.parse_args()
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    env_cost = environment_ms(args.env)
-    torch.set_num_threads(threads)
-    print(f"{args.env}: environment {env_cost:.3f} ms per step on one core; bound on {args.cores} cores")
-    print(f"{'architecture':<21} {'precision':>9} {'actor ms':>9} {'learner ms':>10} {'bound SPS':>10} "
+    print(f"{args.env}, per agent step on one core; bound on {args.cores} cores")
+    print(f"{'architecture':<21} {'precision':>9} {'env ms':>7} {'actor ms':>9} {'learner ms':>10} {'bound SPS':>10} "
           f"{'trainer SPS':>11} {'of bound':>8}")
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.archs.split(","):
             for chosen in args.precisions.split(","):
                 config = TrainConfig(arch=arch, env=args.env, steps=10**9, out=str(Path(tmp) / f"{arch}_{chosen}"),
                                      checkpoint_every=10**9, precision=chosen)
-                torch.set_num_threads(1)
+                torch.set_num_threads(1)  # each row's costs right before its trainer: this machine's speed drifts
                 agent = make_agent(arch, (4, 84, 84), 6)
+                env_cost = environment_ms(args.env)
                 actor, learner = actor_ms(agent, chosen), learner_ms(agent, config, chosen)
                 torch.set_num_threads(threads)
                 bound = 1000 * args.cores / (env_cost + actor + learner)
                 measured = measure_config(config, args.seconds)
-                print(f"{arch:<21} {chosen:>9} {actor:>9.3f} {learner:>10.3f} {bound:>10.0f} {measured:>11.0f} "
-                      f"{measured / bound:>8.2f}", flush=True)
+                print(f"{arch:<21} {chosen:>9} {env_cost:>7.3f} {actor:>9.3f} {learner:>10.3f} {bound:>10.0f} "
+                      f"{measured:>11.0f} {measured / bound:>8.2f}", flush=True)
 
 
 if __name__ == "__main__":
