@@ -74,21 +74,6 @@ def _short_openmp_spin() -> None:
     os.environ.setdefault("GOMP_SPINCOUNT", "20000")
 
 
-def _changed_by_resume(saved, given: dict) -> list[str]:
-    """The flags of ``interp train --resume`` that would change the run's settings, e.g. ``["--frame-size 84 (the
-    run's: 42)"]``; a flag repeating the run's value is fine, so the first command line plus --resume works."""
-    from trainers.config import TrainConfig
-
-    changed = []
-    for name, value in sorted(given.items()):
-        ours = getattr(saved, name)
-        same = (all(ours.get(key) == option for key, option in value.items()) if isinstance(value, dict)
-                else ours == value)
-        if name not in TrainConfig.resumable() and not same:
-            changed.append(f"--{name.replace('_', '-')} {value} (the run's: {ours})")
-    return changed
-
-
 def cmd_train(args: argparse.Namespace) -> None:
     from dataclasses import replace
 
@@ -98,12 +83,15 @@ def cmd_train(args: argparse.Namespace) -> None:
     check_writable(args.out, folder=True)
     given = flags.values(TrainConfig, args)
     if args.resume:  # the saved config, with a new step budget or new settings for the machine if given
+        # flags that repeat the run's settings are fine, so the first command line plus --resume works
         saved = resume_config(args.out)
-        changed = _changed_by_resume(saved, {**given, **({"arch": args.arch} if args.arch else {})})
-        if changed:
+        options = {name: {**getattr(saved, name), **given[name]} for name in ("agent", "env_options") if name in given}
+        config = replace(saved, **{**given, **options, **({"arch": args.arch} if args.arch else {})})
+        if changed := config.changed_from(saved):
+            names = ", ".join(f"{flags.flag_name(TrainConfig, name)} {ours} (the run's: {theirs})"
+                              for name, (ours, theirs) in changed.items())
             raise UserError(f"--resume continues the run as it was configured; only the machine's settings may "
-                            f"change ({', '.join(TrainConfig.resumable())}), not {', '.join(changed)}")
-        config = replace(saved, **{k: v for k, v in given.items() if k in TrainConfig.resumable()})
+                            f"change ({', '.join(TrainConfig.resumable())}), not {names}")
     else:
         if not args.arch:
             raise UserError("--arch is required (see `interp train --help`)")

@@ -176,6 +176,12 @@ class TrainConfig:
         """The settings ``--resume`` may change: those of the machine, not of the run."""
         return tuple(f.name for f in fields(cls) if f.metadata.get("resume"))
 
+    def changed_from(self, saved: TrainConfig) -> dict[str, tuple]:
+        """The settings of the run (not those of the machine, nor ``out``: a run may move) in which this config
+        differs from ``saved``, the run's own: ``{name: (this value, the run's value)}``."""
+        return {f.name: (getattr(self, f.name), getattr(saved, f.name)) for f in fields(self)
+                if f.name != "out" and not f.metadata.get("resume") and getattr(self, f.name) != getattr(saved, f.name)}
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 

@@ -298,8 +298,7 @@ class Trainer:
         if not path.is_file():
             raise UserError(f"{self.run_files.directory}: nothing to resume (no trainer_state.pt)")
         saved = TrainConfig.from_json(self.run_files.config_path)
-        changed = [name for name in ("arch", "env", "frame_size", "agent", "env_options")
-                   if getattr(saved, name) != getattr(self.config, name)]
+        changed = self.config.changed_from(saved)
         if changed:
             raise UserError(f"{self.run_files.directory} holds a {saved.arch} run on {saved.env}; its "
                             f"{', '.join(changed)} cannot change on --resume")
