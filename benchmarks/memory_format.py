@@ -1,12 +1,14 @@
-"""Channels-first against channels-last IMPALA ResNets, side by side: learner and actor milliseconds per call.
+"""Channels-first against channels-last vision networks, side by side: learner and actor milliseconds per call.
 
-    .venv/bin/python benchmarks/memory_format.py [--archs timesformer_divided,mott,adaptive] [--repeats 5]
+    .venv/bin/python benchmarks/memory_format.py [--archs baseline,timesformer_divided,mott,adaptive]
+                                                 [--precisions fp32,bf16] [--repeats 5]
 
-For each ResNet agent, two copies with the same weights differ only in the ResNet's memory format
-(:meth:`interp.agents.layers.ImpalaResNet.set_memory_format`). Measured alternately, one torch thread, median of
-``--repeats``: a learner step (forward and backward over ``T=21 x B=16`` steps, as ``interp train`` with its defaults)
-and an actor step (``T=1 x B=8`` under ``torch.no_grad()``). ``timesformer_divided`` is the quick start's agent
-(42x42 frames, narrow ResNet); the others use their defaults on 84x84 frames.
+For each agent, two copies with the same weights differ only in the memory format of their vision networks (the
+Nature CNN or the IMPALA ResNet, :meth:`interp.agents.layers.ChannelsLastConvNet.set_memory_format`). Measured
+alternately, one torch thread, median of ``--repeats``, under each precision's autocast as ``interp train`` runs
+it: a learner step (forward and backward over ``T=21 x B=16`` steps, as ``interp train`` with its defaults) and an
+actor step (``T=1 x B=8`` under ``torch.no_grad()``). ``timesformer_divided`` is the quick start's agent (42x42
+frames, narrow ResNet); the others use their defaults on 84x84 frames.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import time
 
 import torch
 
+from interp import precision
 from interp.agents import make_agent
-from interp.agents.layers import ImpalaResNet
+from interp.agents.layers import ChannelsLastConvNet
 
 QUICKSTART_TIMESFORMER = {"obs_shape": (4, 42, 42), "patch_embedding": "resnet", "resnet_channels": [8, 16, 16],
                           "mem_len": 4, "embed_dim": 32}
@@ -47,31 +50,41 @@ def milliseconds(function, agent, inputs: dict) -> float:
     return (time.perf_counter() - start) * 1000
 
 
+def compare(function, first, last, inputs: dict, chosen: str, repeats: int) -> tuple[float, float]:
+    """Median milliseconds of ``function`` on the channels-first and the channels-last copy, measured alternately."""
+    times = {"first": [], "last": []}
+    with precision.autocast(chosen, "cpu"):
+        for agent in (first, last):  # warm-up
+            function(agent, inputs)
+        for _ in range(repeats):
+            times["first"].append(milliseconds(function, first, inputs))
+            times["last"].append(milliseconds(function, last, inputs))
+    return statistics.median(times["first"]), statistics.median(times["last"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--archs", default="timesformer_divided,mott,adaptive")
+    parser.add_argument("--archs", default="baseline,timesformer_divided,mott,adaptive")
+    parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    print(f"{'architecture':<22} {'call':<8} {'channels-first ms':>18} {'channels-last ms':>17} {'speed-up':>9}")
+    print(f"{'architecture':<22} {'precision':<9} {'call':<8} {'channels-first ms':>18} {'channels-last ms':>17} "
+          f"{'speed-up':>9}")
     for arch in args.archs.split(","):
         options = QUICKSTART_TIMESFORMER if arch == "timesformer_divided" else {}
         last = make_agent(arch, num_actions=3, **options)
         first = copy.deepcopy(last)
         for module in first.modules():
-            if isinstance(module, ImpalaResNet):
+            if isinstance(module, ChannelsLastConvNet):
                 module.set_memory_format(torch.contiguous_format)
-        for name, function, inputs in (("learner", learner_step, step_inputs(last, 21, 16)),
-                                       ("actor", actor_step, step_inputs(last, 1, 8))):
-            times = {"first": [], "last": []}
-            for agent in (first, last):  # warm-up
-                function(agent, inputs)
-            for _ in range(args.repeats):
-                times["first"].append(milliseconds(function, first, inputs))
-                times["last"].append(milliseconds(function, last, inputs))
-            first_ms, last_ms = statistics.median(times["first"]), statistics.median(times["last"])
-            print(f"{arch:<22} {name:<8} {first_ms:>18.1f} {last_ms:>17.1f} {first_ms / last_ms:>8.2f}x")
+        for chosen in args.precisions.split(","):
+            for name, function, inputs in (("learner", learner_step, step_inputs(last, 21, 16)),
+                                           ("actor", actor_step, step_inputs(last, 1, 8))):
+                first_ms, last_ms = compare(function, first, last, inputs, chosen, args.repeats)
+                print(f"{arch:<22} {chosen:<9} {name:<8} {first_ms:>18.1f} {last_ms:>17.1f} "
+                      f"{first_ms / last_ms:>8.2f}x", flush=True)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,10 @@ share of a batched forward pass (16 environments), and the learner's share of a 
 batch (16 rollouts of 20 steps) with the optimizer's step. Each is timed here on one core (one torch thread, one
 environment thread), so no trainer of this network on ``C`` cores can exceed ``C / (env + actor + learner)`` steps
 per second: the bound. Then ``interp train`` runs with its defaults for ``--seconds`` and its steps per second are
-printed beside the bound (steady state, from ``metrics.csv``). The three costs are measured again right before each
-trainer run, so a row's fraction compares measurements taken minutes apart at most (a shared virtual machine's
-speed drifts by tens of percent over an hour). Run it on a quiet machine.
+printed beside the bound (steady state, from ``metrics.csv``). The three costs are measured right before and right
+after each trainer run, and the row gives their means, the bound of each measurement and the fraction of the mean
+bound: a shared virtual machine's speed drifts by tens of percent within minutes, and the two bounds show by how
+much it drifted while the trainer ran (a fraction is only as good as they agree). Run it on a quiet machine.
 """
 
 from __future__ import annotations
@@ -101,6 +102,18 @@ def learner_ms(agent, config: TrainConfig, chosen: str) -> float:
     return 1000 * best_seconds(run, 3) / (UNROLL * ENVS)
 
 
+def step_costs(config: TrainConfig) -> np.ndarray:
+    """Milliseconds per agent step on one core (one torch thread): ``[environment, actor, learner]``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        agent = make_agent(config.arch, (4, 84, 84), 6)
+        return np.array([environment_ms(config.env), actor_ms(agent, config.precision),
+                         learner_ms(agent, config, config.precision)])
+    finally:
+        torch.set_num_threads(threads)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--archs", default="baseline,mott,adaptive,timesformer_divided")
@@ -109,24 +122,23 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=90.0, help="wall time of each trainer run")
     parser.add_argument("--cores", type=int, default=os.cpu_count(), help="cores of the bound (default: all)")
     args = parser.parse_args()
-    threads = torch.get_num_threads()
-    print(f"{args.env}, per agent step on one core; bound on {args.cores} cores")
-    print(f"{'architecture':<21} {'precision':>9} {'env ms':>7} {'actor ms':>9} {'learner ms':>10} {'bound SPS':>10} "
-          f"{'trainer SPS':>11} {'of bound':>8}")
+    print(f"{args.env}, per agent step on one core (mean of before and after the trainer); bound on {args.cores} "
+          "cores, measured before and after")
+    print(f"{'architecture':<21} {'precision':>9} {'env ms':>7} {'actor ms':>9} {'learner ms':>10} "
+          f"{'bound SPS':>15} {'trainer SPS':>11} {'of bound':>8}")
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.archs.split(","):
             for chosen in args.precisions.split(","):
                 config = TrainConfig(arch=arch, env=args.env, steps=10**9, out=str(Path(tmp) / f"{arch}_{chosen}"),
                                      checkpoint_every=10**9, precision=chosen)
-                torch.set_num_threads(1)  # each row's costs right before its trainer: this machine's speed drifts
-                agent = make_agent(arch, (4, 84, 84), 6)
-                env_cost = environment_ms(args.env)
-                actor, learner = actor_ms(agent, chosen), learner_ms(agent, config, chosen)
-                torch.set_num_threads(threads)
-                bound = 1000 * args.cores / (env_cost + actor + learner)
+                costs_before = step_costs(config)
                 measured = measure_config(config, args.seconds)
-                print(f"{arch:<21} {chosen:>9} {env_cost:>7.3f} {actor:>9.3f} {learner:>10.3f} {bound:>10.0f} "
-                      f"{measured:>11.0f} {measured / bound:>8.2f}", flush=True)
+                costs_after = step_costs(config)
+                before, after = (1000 * args.cores / costs.sum() for costs in (costs_before, costs_after))
+                env_cost, actor, learner = (costs_before + costs_after) / 2
+                bound = 1000 * args.cores / (env_cost + actor + learner)
+                print(f"{arch:<21} {chosen:>9} {env_cost:>7.3f} {actor:>9.3f} {learner:>10.3f} "
+                      f"{f'{before:.0f} / {after:.0f}':>15} {measured:>11.0f} {measured / bound:>8.2f}", flush=True)
 
 
 if __name__ == "__main__":

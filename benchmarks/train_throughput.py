@@ -7,7 +7,7 @@ MonoBeast's actor design.
 For each architecture and environment, runs with the same network, learner and batch (16 rollouts of 20 steps) on
 this machine, side by side:
 
-- ``batched``: the defaults, 2 actor processes each stepping 8 environments with one batched forward pass;
+- ``batched``: 2 actor processes each stepping 8 environments with one batched forward pass;
 - ``ray``: the same 2 actors as Ray actors on a local Ray (``--backend ray``; needs the ``ray`` extra);
 - ``monobeast``: MonoBeast's design, one actor process per environment (16) with batch-1 inference.
 

@@ -22,7 +22,29 @@ class ResidualBlock(nn.Module):
         return add(x, self.conv1(F.relu(self.conv0(F.relu(x)))))
 
 
-class ImpalaResNet(nn.Module):
+class ChannelsLastConvNet(nn.Module):
+    """A vision network whose weights and activations are channels-last by default: on CPU, oneDNN's channels-first
+    convolutions and max-pooling are slower on these shapes, in float32 and bfloat16 alike
+    (``benchmarks/memory_format.py``). Its output ``[N, C, h, w]`` is channels-first again, so that flattening it
+    keeps the order that checkpoints and imported weights were made with. Subclasses define :meth:`body` and call
+    :meth:`set_memory_format` once their layers exist."""
+
+    memory_format: torch.memory_format
+
+    def set_memory_format(self, memory_format: torch.memory_format) -> None:
+        """Layout of the weights and activations inside the network (``torch.channels_last`` or
+        ``torch.contiguous_format``); the results are the same up to rounding."""
+        self.memory_format = memory_format
+        self.to(memory_format=memory_format)
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x.contiguous(memory_format=self.memory_format)).contiguous()
+
+
+class ImpalaResNet(ChannelsLastConvNet):
     """The large IMPALA ResNet (Espeholt et al. 2018): 3 stages of conv, max-pool /2 and two residual blocks
     (15 conv layers, ~97.7k parameters for 4 input channels). ``[N, C, 84, 84]`` -> ``[N, 32, 11, 11]``."""
 
@@ -41,17 +63,11 @@ class ImpalaResNet(nn.Module):
         self.out_channels = in_channels
         self.set_memory_format(torch.channels_last)
 
-    def set_memory_format(self, memory_format: torch.memory_format) -> None:
-        """Layout of the weights and activations inside the network. Channels-last by default: on CPU, oneDNN's
-        channels-first convolutions and max-pooling are slower on these shapes (``benchmarks/memory_format.py``)."""
-        self.memory_format = memory_format
-        self.to(memory_format=memory_format)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.stages(x.contiguous(memory_format=self.memory_format))).contiguous()
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.stages(x))
 
 
-class NatureCNN(nn.Module):
+class NatureCNN(ChannelsLastConvNet):
     """Mnih et al. (2015): 32@8x8/4, 64@4x4/2, 64@3x3/1, ReLU. ``[N, C, 84, 84]`` -> ``[N, 64, 7, 7]``;
     ``layers=2`` stops after the second convolution (``[N, 64, 9, 9]``), the small ConvNet of Mott et al."""
 
@@ -64,8 +80,9 @@ class NatureCNN(nn.Module):
             in_channels = out_channels
         self.net = nn.Sequential(*modules)
         self.out_channels = in_channels
+        self.set_memory_format(torch.channels_last)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def body(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
 

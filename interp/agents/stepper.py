@@ -51,15 +51,16 @@ class Stepper:
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
         self.state: State = agent.initial_state(batch_size)
         """the state before the current step"""
-        device = agent.device
-        self.last_action = torch.zeros(batch_size, dtype=torch.int64, device=device)
-        self.reward = torch.zeros(batch_size, device=device)
-        self.done = torch.ones(batch_size, dtype=torch.bool, device=device)
+        self.device = agent.device
+        """where the state and inputs live: the agent's device when the stepper was made"""
+        self.last_action = torch.zeros(batch_size, dtype=torch.int64, device=self.device)
+        self.reward = torch.zeros(batch_size, device=self.device)
+        self.done = torch.ones(batch_size, dtype=torch.bool, device=self.device)
         self._next_state: State | None = None
 
     def inputs(self, frames: torch.Tensor, **extra: torch.Tensor) -> dict[str, torch.Tensor]:
         """The current step's inputs ``[1, B, ...]`` for ``frames`` ``[B, C, S, S]``."""
-        return {**step_inputs(frames.to(self.agent.device)[None], self.last_action[None], self.reward[None],
+        return {**step_inputs(frames.to(self.device)[None], self.last_action[None], self.reward[None],
                               self.done[None]), **{k: v[None] for k, v in extra.items()}}
 
     def steps(self, frames: torch.Tensor) -> Steps:
@@ -69,7 +70,7 @@ class Stepper:
     @torch.no_grad()
     def forward(self, frames: torch.Tensor, **extra: torch.Tensor) -> dict[str, torch.Tensor]:
         """The agent's outputs for the current step, ``[B, ...]``, with ``action`` chosen by the policy."""
-        with precision.autocast(self.precision, self.agent.device):
+        with precision.autocast(self.precision, self.device):
             outputs, state = self.agent(self.inputs(frames, **extra), self.state)
         self._next_state = tuple(s.float() if s.is_floating_point() else s for s in state)
         outputs = {name: value[0] for name, value in outputs.items()}
@@ -89,11 +90,10 @@ class Stepper:
         are reset)."""
         if self._next_state is None:
             raise RuntimeError("advance() needs a forward() for the step first")
-        device = self.agent.device
-        starts = torch.as_tensor(starts, dtype=torch.bool, device=device).reshape(self.batch_size)
-        rewards = torch.as_tensor(rewards, dtype=torch.float32, device=device).reshape(self.batch_size)
+        starts = torch.as_tensor(starts, dtype=torch.bool, device=self.device).reshape(self.batch_size)
+        rewards = torch.as_tensor(rewards, dtype=torch.float32, device=self.device).reshape(self.batch_size)
         self.state, self._next_state = self._next_state, None
-        self.last_action = torch.where(starts, 0, actions.to(device))
+        self.last_action = torch.where(starts, 0, actions.to(self.device))
         self.reward = torch.where(starts, 0.0, rewards)
         self.done = starts
 
