@@ -88,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls
     for field in dataclasses.fields(cls):
         if field.name in exclude or not field.metadata.get("cli", True):
             continue
-        flags = field.metadata.get("flags", (f"--{field.name.replace('_', '-')}",))  # see flag_name
+        flags = _flags(field)
         default = (field.default if field.default is not dataclasses.MISSING  # a factory: this machine's value
                    else field.default_factory() if field.default_factory is not dataclasses.MISSING else None)
         kind, optional = _base_type(hints[field.name])
@@ -116,10 +116,14 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls
         parser.add_argument(*flags, help=help_text.replace("%", "%%"), **options)
 
 
+def _flags(field: dataclasses.Field) -> tuple[str, ...]:
+    """A field's flags: its ``flags`` metadata, or ``--name`` with dashes."""
+    return field.metadata.get("flags", (f"--{field.name.replace('_', '-')}",))
+
+
 def flag_name(cls: type, name: str) -> str:
     """The command-line flag of field ``name`` of ``cls``, e.g. ``--agent-option`` for ``agent``."""
-    field = next(f for f in dataclasses.fields(cls) if f.name == name)
-    return field.metadata.get("flags", (f"--{name.replace('_', '-')}",))[0]
+    return _flags(next(f for f in dataclasses.fields(cls) if f.name == name))[0]
 
 
 def values(cls: type, namespace: argparse.Namespace) -> dict:
