@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from interp.agents import AGENTS, make_agent
-from interp.agents.layers import ImpalaResNet, spatial_basis
+from interp.agents.layers import ImpalaResNet, channels_last, spatial_basis
 from interp.errors import UserError
 from interp.hooks import hook_points, record_attention
 
@@ -227,6 +227,26 @@ def test_mott_convnet_vision_and_bad_options():
         make_agent("mott", mem_len=3)
     with pytest.raises(UserError, match="vision"):
         make_agent("mott", vision="vit")
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.bfloat16, torch.float16, torch.float32, torch.int64])
+@pytest.mark.parametrize("shape", [(1, 4, 84, 84), (7, 4, 5, 3), (3, 1, 4, 4), (2, 600, 3, 3)])
+def test_channels_last_keeps_every_bit(dtype, shape):
+    generator = torch.Generator().manual_seed(0)
+    x = (torch.randn(shape, generator=generator) * 100).to(dtype)
+    if dtype == torch.float32:  # NaN, signed zero, infinity and a subnormal travel unchanged
+        x.view(-1)[:4] = torch.tensor([float("nan"), -0.0, float("inf"), 1e-40])
+    y = channels_last(x)
+    assert y.dtype == dtype and y.shape == x.shape and y.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(y.contiguous().flatten().view(torch.uint8), x.flatten().view(torch.uint8))
+
+
+def test_channels_last_keeps_gradients_and_views():
+    x = torch.randn(2, 4, 6, 6, requires_grad=True)
+    channels_last(x * 2).sum().backward()
+    assert torch.equal(x.grad, torch.full_like(x, 2.0))
+    strided = torch.randn(2, 8, 6, 6)[:, ::2]
+    assert torch.equal(channels_last(strided), strided)
 
 
 def test_record_attention_metadata_and_cleanup():
