@@ -137,7 +137,7 @@ def reuse_freed_memory() -> bool:
     """Ask glibc's malloc to keep freed memory for reuse: blocks under 32 MiB (its largest mmap threshold) come from
     the heap, and up to 1 GiB of free heap stays mapped. A learner update allocates and frees the same large
     activations every time; handed back to the kernel, they cost a page fault per 4 KiB page at the next update
-    (~10% of the learner's time on ALE Pong, measured with ``perf``). For the rest of the process and the actors it
+    (11-14% of the learner's time on ALE Pong, measured with ``perf``). For the rest of the process and the actors it
     forks; False where the C library is not glibc."""
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
