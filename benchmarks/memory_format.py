@@ -9,6 +9,10 @@ alternately, one torch thread, median of ``--repeats``, under each precision's a
 it: a learner step (forward and backward over ``T=21 x B=16`` steps, as ``interp train`` with its defaults) and an
 actor step (``T=1 x B=8`` under ``torch.no_grad()``). ``timesformer_divided`` is the quick start's agent (42x42
 frames, narrow ResNet); the others use their defaults on 84x84 frames.
+
+Then the frames' way into channels-last memory, side by side: torch's strided copy against
+:func:`interp.agents.layers.channels_last` (OpenCV's ``cv2.merge``), on an actor's and a learner's batch of stacked
+84x84 frames.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import torch
 
 from interp import precision
 from interp.agents import make_agent
-from interp.agents.layers import ChannelsLastConvNet
+from interp.agents.layers import ChannelsLastConvNet, channels_last
 
 QUICKSTART_TIMESFORMER = {"obs_shape": (4, 42, 42), "patch_embedding": "resnet", "resnet_channels": [8, 16, 16],
                           "mem_len": 4, "embed_dim": 32}
@@ -62,6 +66,25 @@ def compare(function, first, last, inputs: dict, chosen: str, repeats: int) -> t
     return statistics.median(times["first"]), statistics.median(times["last"])
 
 
+def compare_interleaving(repeats: int) -> None:
+    """Median milliseconds of torch's channels-last copy and of :func:`channels_last` on the same frames."""
+    print(f"\n{'frames':<22} {'dtype':<9} {'torch copy ms':>14} {'cv2.merge ms':>13} {'speed-up':>9}")
+    for batch in (8, 21 * 16):
+        for dtype in (torch.uint8, torch.bfloat16, torch.float32):
+            frames = torch.randint(0, 256, (batch, 4, 84, 84), dtype=torch.uint8).to(dtype)
+            times = {"torch": [], "cv2": []}
+            for _ in range(repeats + 1):  # the first of each is a warm-up
+                for name, interleave in (("torch", lambda x: x.contiguous(memory_format=torch.channels_last)),
+                                         ("cv2", channels_last)):
+                    start = time.perf_counter()
+                    for _ in range(10):
+                        interleave(frames)
+                    times[name].append((time.perf_counter() - start) * 100)
+            torch_ms, cv2_ms = (statistics.median(times[name][1:]) for name in ("torch", "cv2"))
+            print(f"{f'[{batch}, 4, 84, 84]':<22} {str(dtype).removeprefix('torch.'):<9} {torch_ms:>14.3f} "
+                  f"{cv2_ms:>13.3f} {torch_ms / cv2_ms:>8.2f}x", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--archs", default="baseline,timesformer_divided,mott,adaptive")
@@ -85,6 +108,7 @@ def main() -> None:
                 first_ms, last_ms = compare(function, first, last, inputs, chosen, args.repeats)
                 print(f"{arch:<22} {chosen:<9} {name:<8} {first_ms:>18.1f} {last_ms:>17.1f} "
                       f"{first_ms / last_ms:>8.2f}x", flush=True)
+    compare_interleaving(args.repeats)
 
 
 if __name__ == "__main__":
