@@ -230,11 +230,12 @@ def test_mott_convnet_vision_and_bad_options():
 
 
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.bfloat16, torch.float16, torch.float32, torch.int64])
-@pytest.mark.parametrize("shape", [(1, 4, 84, 84), (7, 4, 5, 3), (3, 1, 4, 4), (2, 600, 3, 3)])
+@pytest.mark.parametrize("shape", [(1, 4, 84, 84), (7, 4, 5, 3), (3, 1, 4, 4), (2, 600, 3, 3), (2, 3, 1, 1),
+                                   (0, 4, 84, 84), (2, 4, 0, 5)])
 def test_channels_last_keeps_every_bit(dtype, shape):
     generator = torch.Generator().manual_seed(0)
     x = (torch.randn(shape, generator=generator) * 100).to(dtype)
-    if dtype == torch.float32:  # NaN, signed zero, infinity and a subnormal travel unchanged
+    if dtype == torch.float32 and x.numel() >= 4:  # NaN, signed zero, infinity and a subnormal travel unchanged
         x.view(-1)[:4] = torch.tensor([float("nan"), -0.0, float("inf"), 1e-40])
     y = channels_last(x)
     assert y.dtype == dtype and y.shape == x.shape and y.is_contiguous(memory_format=torch.channels_last)

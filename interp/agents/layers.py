@@ -35,7 +35,8 @@ def channels_last(x: torch.Tensor) -> torch.Tensor:
     if x.is_contiguous(memory_format=torch.channels_last):
         return x
     same_size = _SAME_SIZE_FOR_OPENCV.get(x.element_size())
-    if x.device.type != "cpu" or x.requires_grad or same_size is None or not 1 < x.shape[1] <= _OPENCV_MAX_CHANNELS:
+    if (x.device.type != "cpu" or x.requires_grad or same_size is None or x.numel() == 0
+            or not 1 < x.shape[1] <= _OPENCV_MAX_CHANNELS):
         return x.contiguous(memory_format=torch.channels_last)
     n, c, h, w = x.shape
     planes = x.contiguous().view(same_size).numpy().reshape(n, c, h * w)
