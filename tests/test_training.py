@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from interp.agents.stepper import step_inputs
 from interp.envs import make_env
 from interp.errors import UserError
 from trainers.actor import Actor
-from trainers.config import TrainConfig, apply_preset
+from trainers.config import TrainConfig, apply_preset, cores, spare_cores
 from trainers.impala import Trainer, TrainerError, checkpoint_schedule, learner_losses, resume_config, train
 from trainers.rollouts import RolloutBuffers, SharedWeights, rollout_fields
 
@@ -244,6 +245,37 @@ def test_sigkill_leaves_every_checkpoint_loadable_and_no_orphans(tmp_path):
     for path in checkpoints:
         load_checkpoint(path)
     assert os.listdir("/dev/shm") == [] or not any(str(out.name) in n for n in os.listdir("/dev/shm"))
+
+
+def test_default_actors_follow_the_architecture_and_the_cores(tmp_path):
+    """The baseline's actors mostly wait for their games, so one more than the cores; agents with heavier forward
+    passes get one per core the learner leaves. Given counts are kept, and the resolved count is what is saved."""
+    light, heavy = TrainConfig(arch="baseline"), TrainConfig(arch="timesformer_divided")
+    assert light.actors == cores() + 1
+    assert heavy.actors == spare_cores(heavy) == max(1, cores() - heavy.learner_threads)
+    assert TrainConfig(arch="baseline", actors=0).actors == 0
+    (tmp_path / "config.json").write_text(light.to_json())
+    assert TrainConfig.from_json(tmp_path / "config.json") == light
+
+
+@pytest.mark.parametrize("extra_actors, groups", [(0, 2), (1, 1)])
+def test_an_actor_splits_its_games_in_two_groups_only_with_a_core_of_its_own(extra_actors, groups):
+    layout = TrainConfig(arch="baseline", env="ALE/Pong-v5", learner_threads=1)
+    config = replace(layout, actors=spare_cores(layout) + extra_actors, envs_per_actor=4, batch_size=4, unroll=3)
+    agent = make_agent("baseline", (4, 84, 84), 6)
+    buffers = RolloutBuffers(rollout_fields(agent, (4, 84, 84), 6), (), 1, config.unroll, config.envs_per_actor)
+    weights = SharedWeights(agent)
+    weights.publish(agent)
+    actor = Actor(config, 0, buffers, weights, seed=0)
+    try:
+        assert len(actor.groups) == groups
+        assert sorted(c for group in actor.groups for c in range(4)[group.columns]) == [0, 1, 2, 3]
+        actor.fill(0)
+    finally:
+        actor.close()
+    batch, _ = buffers.take([0])
+    assert batch["episode_step"][-1].tolist() == [3, 3, 3, 3]  # every game stepped through the whole rollout
+    assert batch["frame"][-1].flatten(1).float().std(dim=1).min() > 0
 
 
 def test_thesis_preset_sets_appendix_a_values():

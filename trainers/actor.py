@@ -17,7 +17,7 @@ from interp.agents import make_agent
 from interp.agents.stepper import Stepper
 from interp.envs import is_minipong, make_vector_env
 from interp.errors import UserError
-from trainers.config import TrainConfig
+from trainers.config import TrainConfig, spare_cores
 from trainers.rollouts import FREE, RolloutBuffers, SharedWeights
 
 
@@ -94,17 +94,20 @@ class Actor:
     """One actor: ``E`` environments stepped together, one forward pass of the agent per step for each group of them
     (:class:`interp.agents.stepper.Stepper`, sampling actions with generators of the actor's own).
 
-    ALE games are split into two groups, so that one group's games step in ale-py's threads while the actor runs the
-    other's forward pass; MiniPong, which steps in this thread, is one group. The vector environments reset an
-    episode on the step after it ends (ignoring that step's action); such a step is recorded with ``done`` set on the
-    reset frame, and the learner masks it out of the losses.
+    An actor with a core of its own splits ALE games into two groups, so that one group's games step in ale-py's
+    threads while it runs the other's forward pass. Where actors outnumber the cores the learner leaves, they overlap
+    each other instead, and each steps its games as one group: one forward pass of all ``E`` costs less than two of
+    ``E / 2`` (the baseline's linear layer reads its weights once per pass). MiniPong, which steps in this thread,
+    is always one group. The vector environments reset an episode on the step after it ends (ignoring that step's
+    action); such a step is recorded with ``done`` set on the reset frame, and the learner masks it out of the
+    losses.
     """
 
     def __init__(self, config: TrainConfig, index: int, buffers: RolloutBuffers, weights: SharedWeights,
                  seed: int):
         self.config, self.index, self.buffers, self.weights = config, index, buffers, weights
         envs = config.envs_per_actor
-        halves = 2 if envs >= 2 and not is_minipong(config.env) else 1
+        halves = 2 if envs >= 2 and not is_minipong(config.env) and config.actors <= spare_cores(config) else 1
         bounds = [envs * i // halves for i in range(halves + 1)]
         probe = make_vector_env(config.env, 1, frame_size=config.frame_size, num_threads=1, **config.env_options)
         self.agent = make_agent(config.arch, probe.single_observation_space.shape,

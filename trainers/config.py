@@ -36,9 +36,24 @@ def default_learner_threads() -> int:
     return max(1, cores() // 2)
 
 
-def default_actors() -> int:
-    """One actor process per core the learner leaves (each steps its games in ale-py's threads meanwhile)."""
-    return max(1, cores() - default_learner_threads())
+LIGHT_INFERENCE = ("baseline",)
+"""architectures whose actors' forward pass costs less than their games' steps, so that an actor's thread mostly
+waits for its games (``benchmarks/train_bound.py``, bf16 on ALE Pong: the baseline's 0.18 ms against the games'
+0.42 ms per step; the thesis agents' 1.2-2.2 ms)"""
+
+
+def spare_cores(config: TrainConfig) -> int:
+    """The cores the learner's threads leave to the actors (at least one)."""
+    return max(1, cores() - (config.learner_threads or cores()))
+
+
+def default_actors(config: TrainConfig) -> int:
+    """An actor process per core the learner leaves, each stepping its games in two groups (one group's games step
+    while the other's forward pass runs); for an architecture in :data:`LIGHT_INFERENCE`, one actor more than there
+    are cores, each with one group: while one actor waits for its games, another's forward pass has the core.
+    Alternating 30-40 s runs on ALE Pong in bf16 on the 2-core machine (README, the compute bound): the baseline with
+    3 actors 1821-2033 steps/s against 1205-1528 with 1; the TimeSformer with 3 actors 217-281 against 248-363."""
+    return cores() + 1 if config.arch in LIGHT_INFERENCE else spare_cores(config)
 
 
 @dataclass(frozen=True)
@@ -53,11 +68,13 @@ class TrainConfig:
     """environment steps (agent steps, over all environments) to train for"""
     out: str = field(default="runs/train", metadata={"cli": False})
     """run directory"""
-    actors: int = field(default_factory=default_actors, metadata=_machine())
-    """actor processes, by default one per core the learner leaves; 0 runs one actor in the learner's process,
-    synchronously (exactly reproducible)"""
+    actors: int | None = field(default=None, metadata=_machine())
+    """actor processes (default: by architecture, see :func:`default_actors`: one per core the learner leaves, or
+    one more than the cores for the baseline); 0 runs one actor in the learner's process, synchronously (exactly
+    reproducible)"""
     envs_per_actor: int = field(default=16, metadata=_machine())
-    """environments each actor steps (ALE games in two groups: one steps while the other's forward pass runs)"""
+    """environments each actor steps (ALE games in two groups where the actor has a core of its own: one steps while
+    the other's forward pass runs)"""
     batch_size: int = 16
     """rollouts per learner update, in environments; a multiple of envs-per-actor"""
     unroll: int = 20
@@ -120,6 +137,8 @@ class TrainConfig:
     """with --backend ray: a running Ray cluster (default: start Ray on this machine)"""
 
     def __post_init__(self) -> None:
+        if self.actors is None:  # the documented way to set a field of a frozen dataclass while it is made
+            object.__setattr__(self, "actors", default_actors(self))
         problems = [problem for problem in (self._count_problems(), self._value_problems()) if problem]
         if problems:
             raise UserError("; ".join(problems))
