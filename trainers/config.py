@@ -52,7 +52,7 @@ def default_actors(config: TrainConfig) -> int:
     while the other's forward pass runs); for an architecture in :data:`LIGHT_INFERENCE`, one actor more than there
     are cores, each with one group: while one actor waits for its games, another's forward pass has the core.
     Alternating 30-40 s runs on ALE Pong in bf16 on the 2-core machine (README, the compute bound): the baseline with
-    3 actors 1821-2033 steps/s against 1205-1528 with 1; the TimeSformer with 3 actors 217-281 against 248-363."""
+    3 actors 1766-2033 steps/s against 1205-1528 with 1; the TimeSformer with 3 actors 217-281 against 248-363."""
     return cores() + 1 if config.arch in LIGHT_INFERENCE else spare_cores(config)
 
 
