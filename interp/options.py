@@ -2,7 +2,8 @@
 
 Each field becomes ``--field-name`` with the field's docstring (the string literal under it) as its help and the
 dataclass's default; its annotation gives the type (``int``, ``float``, ``str``, ``bool`` as ``--x/--no-x``,
-``str | None``, a ``tuple`` of ints or strings as a comma-separated list). ``field(metadata=...)`` may add:
+``str | None`` or ``int | None``, a ``tuple`` of ints or strings as a comma-separated list).
+``field(metadata=...)`` may add:
 
 - ``flags``: the spellings, e.g. ``("--output", "--seed-output")`` (the first is the name; the others are aliases);
 - ``choices``: the allowed values;
@@ -109,7 +110,7 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls
             options["choices"] = field.metadata["choices"]
         if field.name in required:
             options["required"] = True
-        elif default not in (None, "", {}, ()) or kind in (int, float):
+        elif default is not None and (default not in ("", {}, ()) or kind in (int, float)):
             help_text += f" (default: {default})"
         elif optional:
             help_text += " (default: none)"

@@ -27,6 +27,8 @@ class Example:
     """a setting"""
     hidden: int = field(default=1, metadata={"cli": False})
     """not a flag"""
+    workers: int | None = None
+    """how many workers (none: chosen later)"""
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,8 @@ def test_each_field_is_a_flag_with_its_docstring_and_default():
     for flag, words in (("--count", "how many (default: 3)"), ("--rate", "how fast, in % (default: 0.5)"),
                         ("--names", "which ones (default: a,b)"), ("--verbose", "say more"),
                         ("--old-mode", "the mode"), ("--setting", "a setting (repeatable)"),
-                        ("--extra", "a field added later (default: 7)")):
+                        ("--extra", "a field added later (default: 7)"),
+                        ("--workers", "how many workers (none: chosen later) (default: none)")):
         assert flag in text and words in " ".join(text.split()), flag
     assert "--hidden" not in text
     assert options.field_docs(Extended)["count"] == "how many"
@@ -55,9 +58,10 @@ def test_each_field_is_a_flag_with_its_docstring_and_default():
 
 def test_parsed_flags_build_the_dataclass_and_the_rest_keep_their_defaults():
     _, args = parse(Example, ["--count", "5", "--names", "c,d", "--verbose", "--old-mode", "y",
-                              "--setting", "depth=3", "--setting", "name=deep"])
+                              "--setting", "depth=3", "--setting", "name=deep", "--workers", "2"])
     built = options.build(Example, args)
-    assert built == Example(count=5, names=("c", "d"), verbose=True, mode="y", settings={"depth": 3, "name": "deep"})
+    assert built == Example(count=5, names=("c", "d"), verbose=True, mode="y", settings={"depth": 3, "name": "deep"},
+                            workers=2)
     _, args = parse(Example, [])
     assert options.build(Example, args) == Example()
     with pytest.raises(SystemExit):

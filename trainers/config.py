@@ -69,9 +69,9 @@ class TrainConfig:
     out: str = field(default="runs/train", metadata={"cli": False})
     """run directory"""
     actors: int | None = field(default=None, metadata=_machine())
-    """actor processes (default: by architecture, see :func:`default_actors`: one per core the learner leaves, or
-    one more than the cores for the baseline); 0 runs one actor in the learner's process, synchronously (exactly
-    reproducible)"""
+    """actor processes; none picks them by architecture: one more than the cores for the baseline, one per core the
+    learner leaves for the others (``default_actors``); 0 runs one actor in the learner's process, synchronously
+    (exactly reproducible)"""
     envs_per_actor: int = field(default=16, metadata=_machine())
     """environments each actor steps (ALE games in two groups where the actor has a core of its own: one steps while
     the other's forward pass runs)"""
