@@ -1,6 +1,7 @@
 """IMPALA trainer: runs end to end with real actor processes, checkpoints, resume, faults and signals."""
 
 import csv
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -19,10 +20,11 @@ from interp.agents import AGENTS, load_checkpoint, make_agent
 from interp.agents.stepper import step_inputs
 from interp.envs import make_env
 from interp.errors import UserError
-from trainers.actor import Actor
+from trainers.actor import Actor, actor_slots
 from trainers.config import TrainConfig, apply_preset, cores, spare_cores
 from trainers.impala import Trainer, TrainerError, checkpoint_schedule, learner_losses, resume_config, train
-from trainers.rollouts import RolloutBuffers, SharedWeights, rollout_fields
+from trainers.rollouts import RolloutBuffers, SharedWeights, Wakeup, rollout_fields
+from trainers.workers import make_workers
 
 SMALL = dict(env="MiniPong-v0", envs_per_actor=2, batch_size=4, unroll=8, checkpoint_every=400)
 
@@ -245,6 +247,47 @@ def test_sigkill_leaves_every_checkpoint_loadable_and_no_orphans(tmp_path):
     for path in checkpoints:
         load_checkpoint(path)
     assert os.listdir("/dev/shm") == [] or not any(str(out.name) in n for n in os.listdir("/dev/shm"))
+
+
+def _seconds_waited(wakeup: Wakeup, timeout: float, report) -> None:
+    start = time.monotonic()
+    wakeup.wait(timeout)
+    report.put(time.monotonic() - start)
+
+
+def test_a_wakeup_rung_in_another_process_ends_a_wait_and_clear_forgets_earlier_rings():
+    context = multiprocessing.get_context("fork")
+    wakeup, waited = Wakeup(context), context.Queue()
+    sleeper = context.Process(target=_seconds_waited, args=(wakeup, 120.0, waited))
+    sleeper.start()
+    time.sleep(0.2)
+    wakeup.ring()
+    assert waited.get(timeout=60) < 60  # woken by the ring, not by its timeout
+    sleeper.join()
+    wakeup.ring()
+    wakeup.ring()
+    _seconds_waited(wakeup, 120.0, waited)
+    assert waited.get() < 60  # a ring before the wait ends it at once
+    wakeup.clear()
+    _seconds_waited(wakeup, 0.2, waited)
+    assert waited.get() >= 0.2  # the other ring was forgotten: the wait lasts its timeout
+
+
+def test_the_learner_wakes_the_actor_whose_slots_it_frees(tmp_path):
+    config = TrainConfig(arch="baseline", out=str(tmp_path), actors=2, **SMALL)
+    agent = make_agent("baseline", (1, 84, 84), 3)
+    workers = make_workers(config, agent, (1, 84, 84), 3, np.random.default_rng(0))
+    try:
+        for slot in actor_slots(config, workers.buffers, 1)[:config.slots_per_batch]:
+            workers.buffers.mark_full(slot)
+        batch, _ = workers.next_batch(lambda: False)
+        assert batch is not None
+        waited = multiprocessing.get_context("fork").SimpleQueue()
+        _seconds_waited(workers.freed[1], 120.0, waited)
+        _seconds_waited(workers.freed[0], 0.2, waited)
+        assert waited.get() < 60 and waited.get() >= 0.2  # actor 1's slots were freed, actor 0's were not
+    finally:
+        workers.shutdown()
 
 
 def test_default_actors_follow_the_architecture_and_the_cores(tmp_path):

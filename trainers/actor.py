@@ -5,7 +5,6 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-import time
 import traceback
 
 import numpy as np
@@ -18,7 +17,7 @@ from interp.agents.stepper import Stepper
 from interp.envs import is_minipong, make_vector_env
 from interp.errors import UserError
 from trainers.config import TrainConfig, spare_cores
-from trainers.rollouts import FREE, RolloutBuffers, SharedWeights
+from trainers.rollouts import FREE, RolloutBuffers, SharedWeights, Wakeup
 
 
 class TrainerError(UserError):
@@ -155,9 +154,18 @@ def actor_slots(config: TrainConfig, buffers: RolloutBuffers, index: int) -> lis
     return list(range(index * per_actor, (index + 1) * per_actor))
 
 
+def slot_owner(config: TrainConfig, buffers: RolloutBuffers, slot: int) -> int:
+    """The actor that owns ``slot`` (the inverse of :func:`actor_slots`)."""
+    return slot // (buffers.slots // max(config.actors, 1))
+
+
+WAKE_SECONDS = 0.1  # the longest an actor sleeps before it looks at its slots, the stop event and its parent again
+
+
 def run_actor_process(config: TrainConfig, index: int, buffers: RolloutBuffers, weights: SharedWeights, seed: int,
-                      stop, errors) -> None:
-    """Process target: fill this actor's free slots until ``stop`` is set or the parent dies."""
+                      stop, errors, freed: Wakeup, filled: Wakeup) -> None:
+    """Process target: fill this actor's free slots until ``stop`` is set or the parent dies. The learner rings
+    ``freed`` when it frees one of this actor's slots; the actor rings ``filled`` when it fills one."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the learner coordinates shutdown
     _die_with_parent()
     torch.set_num_threads(1)
@@ -167,11 +175,13 @@ def run_actor_process(config: TrainConfig, index: int, buffers: RolloutBuffers, 
         actor = Actor(config, index, buffers, weights, seed)
         slots = actor_slots(config, buffers, index)
         while not stop.is_set() and os.getppid() == parent:
+            freed.clear()
             free = [s for s in slots if int(buffers.status[s]) == FREE]
             if not free:
-                time.sleep(0.001)
+                freed.wait(WAKE_SECONDS)
                 continue
             actor.fill(free[0])
+            filled.ring()
     except Exception:  # reported to the learner, which decides to restart or stop
         errors.put((index, traceback.format_exc()))
         raise SystemExit(1) from None

@@ -8,6 +8,8 @@ keeps the agent state the actor had before index 0, so the learner replays exact
 
 No queue or lock crosses processes: every slot belongs to one actor, which alone marks it FULL; the learner alone
 marks it FREE. A killed actor therefore never blocks anyone, and its slots are simply handed to its replacement.
+Whoever waits for a slot to change sleeps on a :class:`Wakeup` rung after the change, not a lock: waiters check the
+slots themselves and wait with a timeout, so a ring that never comes (an actor killed in between) costs only time.
 Weights are published with a sequence lock: a reader retries if the version changed while it copied, so no
 actor ever loads half-written weights.
 """
@@ -89,6 +91,29 @@ class RolloutBuffers:
         for s in slots:
             self.status[s] = FREE
         return batch, states
+
+
+class Wakeup:
+    """A wake-up call across processes (a semaphore): :meth:`ring` after changing the slots, and wait for a change
+    with ``clear()``, then checking the slots, then ``wait(timeout)``; a ring between the check and the wait ends
+    the wait at once, so none is missed. Sleeping here instead of polling spares the cores a thread's wake-ups
+    (polling every millisecond, the baseline's actors woke ~250 times a second each, each time taking the core from
+    a busy thread)."""
+
+    def __init__(self, context):
+        self._semaphore = context.Semaphore(0)
+
+    def ring(self) -> None:
+        self._semaphore.release()
+
+    def clear(self) -> None:
+        """Forget the rings so far."""
+        while self._semaphore.acquire(False):
+            pass
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until a ring (one since the last :meth:`clear` ends it at once) or ``timeout`` seconds."""
+        self._semaphore.acquire(timeout=timeout)
 
 
 def flat_weights(model: nn.Module) -> torch.Tensor:

@@ -10,11 +10,12 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from trainers.actor import Actor, RestartBudget, actor_slots, run_actor_process
+from trainers.actor import Actor, RestartBudget, actor_slots, run_actor_process, slot_owner
 from trainers.config import TrainConfig
-from trainers.rollouts import RolloutBuffers, SharedWeights, rollout_fields
+from trainers.rollouts import RolloutBuffers, SharedWeights, Wakeup, rollout_fields
 
 ACTOR_POLL_SECONDS = 0.5  # how often the learner checks that its actors are alive while it waits
+WAIT_SECONDS = 0.1  # the longest the learner sleeps before it looks at the slots and for a stop request again
 
 Batch = tuple[dict[str, torch.Tensor], tuple[torch.Tensor, ...]]
 
@@ -62,6 +63,8 @@ class LocalWorkers:
         self.context = mp.get_context("fork")  # buffers and weights are inherited, no file descriptors passed
         self.stop = self.context.Event()
         self.errors = self.context.Queue()
+        self.filled = Wakeup(self.context)
+        self.freed = [Wakeup(self.context) for _ in range(config.actors)]
         self.processes: list = []
         self.restarts = RestartBudget(config.max_actor_restarts)
         self.last_check = time.monotonic()
@@ -82,12 +85,14 @@ class LocalWorkers:
     def _spawn(self, index: int):
         process = self.context.Process(
             target=run_actor_process, name=f"actor-{index}", daemon=True,
-            args=(self.config, index, self.buffers, self.weights, self._seed(), self.stop, self.errors))
+            args=(self.config, index, self.buffers, self.weights, self._seed(), self.stop, self.errors,
+                  self.freed[index], self.filled))
         process.start()
         return process
 
     def next_batch(self, should_stop) -> Batch | tuple[None, None]:
-        """Wait for a batch's worth of full slots; every half second, check that every actor is alive."""
+        """Wait for a batch's worth of full slots (asleep until an actor fills one); every half second, check that
+        every actor is alive."""
         needed = self.config.slots_per_batch
         if self.local is not None:
             for slot in actor_slots(self.config, self.buffers, 0)[:needed]:
@@ -97,12 +102,19 @@ class LocalWorkers:
             if time.monotonic() - self.last_check > ACTOR_POLL_SECONDS:
                 self._check_actors()
                 self.last_check = time.monotonic()
+            self.filled.clear()
             full = self.buffers.full_slots()
             if len(full) >= needed:
-                return self.buffers.take(full[:needed])
+                return self._take(full[:needed])
             if should_stop():
                 return None, None
-            time.sleep(0.0005)
+            self.filled.wait(WAIT_SECONDS)
+
+    def _take(self, slots: list[int]) -> Batch:
+        batch = self.buffers.take(slots)
+        for slot in slots:
+            self.freed[slot_owner(self.config, self.buffers, slot)].ring()
+        return batch
 
     def _check_actors(self) -> None:
         for index, process in enumerate(self.processes):
@@ -124,6 +136,8 @@ class LocalWorkers:
 
     def shutdown(self) -> None:
         self.stop.set()
+        for freed in self.freed:
+            freed.ring()
         for process in self.processes:
             process.join(timeout=5)
         for process in self.processes:
