@@ -149,13 +149,14 @@ def window_sps(rows: list[tuple[int, float]]) -> tuple[int, float]:
 
 
 class PausedTrainer:
-    """``interp train`` in a process group of its own (the learner and its actors), paused and resumed as one."""
+    """``interp train`` in a process group of its own (the learner and its actors), paused and resumed as one;
+    ``flags`` are added to its command line."""
 
-    def __init__(self, config: TrainConfig):
+    def __init__(self, config: TrainConfig, flags: tuple[str, ...] = ()):
         command = [sys.executable, "-c", "import sys; from interp.cli import main; sys.exit(main())", "train",
                    "--arch", config.arch, "--env", config.env, "--precision", config.precision,
                    "--steps", str(config.steps), "--checkpoint-every", str(config.checkpoint_every),
-                   "--out", config.out]
+                   "--out", config.out, *flags]
         self.metrics = Path(config.out) / "metrics.csv"
         self.log = Path(f"{config.out}.log")
         with open(self.log, "w") as log:
@@ -166,9 +167,12 @@ class PausedTrainer:
         known = len(metrics_rows(self.metrics))
         os.killpg(self.process.pid, signal.SIGCONT)
         time.sleep(seconds)
+        self.pause()
+        return metrics_rows(self.metrics)[known:]
+
+    def pause(self) -> None:
         os.killpg(self.process.pid, signal.SIGSTOP)
         self._check_running()
-        return metrics_rows(self.metrics)[known:]
 
     def wait_for_first_update(self) -> None:
         while not metrics_rows(self.metrics):
