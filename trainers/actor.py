@@ -148,18 +148,19 @@ class Actor:
             group.env.close()
 
 
+def _slots_per_actor(config: TrainConfig, buffers: RolloutBuffers) -> int:
+    return buffers.slots // max(config.actors, 1)
+
+
 def actor_slots(config: TrainConfig, buffers: RolloutBuffers, index: int) -> list[int]:
     """The slots owned by actor ``index`` (in-process mode: all of them)."""
-    per_actor = buffers.slots // max(config.actors, 1)
+    per_actor = _slots_per_actor(config, buffers)
     return list(range(index * per_actor, (index + 1) * per_actor))
 
 
 def slot_owner(config: TrainConfig, buffers: RolloutBuffers, slot: int) -> int:
     """The actor that owns ``slot`` (the inverse of :func:`actor_slots`)."""
-    return slot // (buffers.slots // max(config.actors, 1))
-
-
-WAKE_SECONDS = 0.1  # the longest an actor sleeps before it looks at its slots, the stop event and its parent again
+    return slot // _slots_per_actor(config, buffers)
 
 
 def run_actor_process(config: TrainConfig, index: int, buffers: RolloutBuffers, weights: SharedWeights, seed: int,
@@ -178,7 +179,7 @@ def run_actor_process(config: TrainConfig, index: int, buffers: RolloutBuffers, 
             freed.clear()
             free = [s for s in slots if int(buffers.status[s]) == FREE]
             if not free:
-                freed.wait(WAKE_SECONDS)
+                freed.wait()
                 continue
             actor.fill(free[0])
             filled.ring()

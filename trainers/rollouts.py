@@ -93,6 +93,9 @@ class RolloutBuffers:
         return batch, states
 
 
+WAKE_SECONDS = 0.1  # the longest a waiter sleeps before it looks again (at its slots, a stop request, its parent)
+
+
 class Wakeup:
     """A wake-up call across processes (a semaphore): :meth:`ring` after changing the slots, and wait for a change
     with ``clear()``, then checking the slots, then ``wait(timeout)``; a ring between the check and the wait ends
@@ -111,7 +114,7 @@ class Wakeup:
         while self._semaphore.acquire(False):
             pass
 
-    def wait(self, timeout: float) -> None:
+    def wait(self, timeout: float = WAKE_SECONDS) -> None:
         """Sleep until a ring (one since the last :meth:`clear` ends it at once) or ``timeout`` seconds."""
         self._semaphore.acquire(timeout=timeout)
 

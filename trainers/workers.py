@@ -15,7 +15,6 @@ from trainers.config import TrainConfig
 from trainers.rollouts import RolloutBuffers, SharedWeights, Wakeup, rollout_fields
 
 ACTOR_POLL_SECONDS = 0.5  # how often the learner checks that its actors are alive while it waits
-WAIT_SECONDS = 0.1  # the longest the learner sleeps before it looks at the slots and for a stop request again
 
 Batch = tuple[dict[str, torch.Tensor], tuple[torch.Tensor, ...]]
 
@@ -108,7 +107,7 @@ class LocalWorkers:
                 return self._take(full[:needed])
             if should_stop():
                 return None, None
-            self.filled.wait(WAIT_SECONDS)
+            self.filled.wait()
 
     def _take(self, slots: list[int]) -> Batch:
         batch = self.buffers.take(slots)
