@@ -66,6 +66,8 @@ class TrainConfig:
     """environment id (``interp envs`` lists them)"""
     steps: int = field(default=1_000_000, metadata=_machine())
     """environment steps (agent steps, over all environments) to train for"""
+    until_return: float | None = field(default=None, metadata=_machine())
+    """stop early once the mean return of the last 100 training episodes reaches this (none: train for --steps)"""
     out: str = field(default="runs/train", metadata={"cli": False})
     """run directory"""
     actors: int | None = field(default=None, metadata=_machine())
@@ -175,6 +177,8 @@ class TrainConfig:
                 return f"device must be cpu or cuda, got {value!r}"
             if allowed is not None and value not in allowed:
                 return f"{name} must be one of {', '.join(a for a in allowed if a)}, got {value!r}"
+        if self.until_return is not None and not _finite(self.until_return):
+            return f"until-return must be a finite number, got {self.until_return!r}"
         if not isinstance(self.agent, dict) or not isinstance(self.env_options, dict):
             return "agent and env options must be mappings of names to values"
         return ""

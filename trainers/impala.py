@@ -177,6 +177,8 @@ class Trainer:
         with self.run_files.lock("interp train"), self._process_settings():
             if self.resume:
                 self._restore()
+                if finished := self._finished():
+                    return finished
             else:
                 self._start()
             schedule = checkpoint_schedule(self.config.steps, self.config.checkpoint_every,
@@ -203,7 +205,7 @@ class Trainer:
                 last = self._checkpoint()
             workers.start()
             started = time.monotonic() - self.elapsed
-            while self.step < config.steps and not self.stop_requested:
+            while self.step < config.steps and not self.stop_requested and not self.reached_return():
                 batch, initial_state = workers.next_batch(lambda: self.stop_requested)
                 if batch is None:
                     break
@@ -222,6 +224,18 @@ class Trainer:
         finally:
             bar.close()
         return self._final_checkpoint(last)
+
+    def reached_return(self) -> bool:
+        """Whether ``--until-return`` is set and the mean return of the last 100 training episodes has reached it."""
+        target = self.config.until_return
+        return target is not None and len(self.returns) == self.returns.maxlen and np.mean(self.returns) >= target
+
+    def _finished(self) -> Path | None:
+        """On a resume: the final checkpoint of a run that already reached its step budget (the last update may
+        pass it) or its return; nothing is rewritten."""
+        if self.step >= self.config.steps or self.reached_return():
+            return self.run_files.checkpoint_path(self.step)
+        return None
 
     def _final_checkpoint(self, last: Path | None) -> Path:
         """The checkpoint of the current step, written unless it already was (also after SIGINT/SIGTERM)."""
@@ -332,9 +346,10 @@ class Trainer:
             reason = _first_line(error).removeprefix(f"{path}: ")
             raise UserError(f"{path}: not a readable trainer state ({reason}); the checkpoints are intact, but this "
                             "run cannot be resumed") from None
-        self._write_config()
         if not self.run_files.checkpoint_path(self.step).exists():  # stopped between the state and its checkpoint
             self._write_checkpoint()
+        if not self._finished():
+            self._write_config()  # the machine's new settings
 
 
 def _first_line(error: BaseException) -> str:
