@@ -14,6 +14,7 @@ from analyses import STAGES
 from analyses.evalset import ensure_evalset
 from analyses.stage import Plan, run_stage
 from interp.cluster import connect, disconnect
+from interp.devices import resolve_device
 from interp.errors import UserError
 from interp.runs import Run
 
@@ -21,7 +22,7 @@ from interp.runs import Run
 def analyse_run(run: str | Path | Run, evalset_path: str | Path | None = None, *,
                 stages: tuple[str, ...] | None = None, options: dict[str, Any] | None = None, frames: int = 150,
                 seed: int = 0, workers: int | None = None, backend: str = "local", ray_address: str = "",
-                progress: bool = True, log=print) -> dict[str, float]:
+                device: str = "auto", progress: bool = True, log=print) -> dict[str, float]:
     """Run ``stages`` (default: every stage that applies to the run's agent) and return the seconds each took.
 
     Args:
@@ -31,13 +32,15 @@ def analyse_run(run: str | Path | Run, evalset_path: str | Path | None = None, *
         workers: processes for the checkpoint jobs (default: one per core, at most one per checkpoint).
         backend: ``"ray"`` runs the jobs as Ray tasks on the cluster at ``ray_address`` (default: ``$RAY_ADDRESS``,
             else one started here).
+        device: where the jobs compute: ``auto`` (a GPU when torch sees one), ``cpu``, ``cuda`` or ``cuda:N``; the
+            results equal the CPU's within float tolerance and are cached under the same keys.
     """
     run = run if isinstance(run, Run) else Run.open(run)
     unknown = sorted(set(stages or ()) - set(STAGES))
     if unknown:
         raise UserError(f"unknown analysis stage(s) {unknown}; known: {', '.join(STAGES)}")
     run.check_architecture()
-    plan = Plan(run, Path(evalset_path) if evalset_path else None, dict(options or {}))
+    plan = Plan(run, Path(evalset_path) if evalset_path else None, dict(options or {}), resolve_device(device))
     workers = workers or min(len(run.steps), os.cpu_count() or 1)
     started_ray = connect(ray_address) if backend == "ray" else False
     with contextlib.ExitStack() as stack:

@@ -32,7 +32,6 @@ from analyses.stage import Job, Stage, load_result, table_of, write_table
 from interp.agents.policy import AgentPolicy
 from interp.atom import Atom, object_profile
 from interp.envs.probe import dual_ball_probe
-from interp.evalset import load_evalset, pre_step_state
 from interp.runs import Run
 from interp.steps import Steps
 
@@ -54,10 +53,8 @@ class AtomOptions(Atom):
 def compute(job: Job) -> pd.DataFrame:
     """The rows of one checkpoint (without the step column); the saliency profiles come from the run's cached maps."""
     options: AtomOptions = job.options
-    evalset = load_evalset(job.evalset)
-    loaded = job.load(evalset)
+    evalset, loaded, steps = job.evaluation()
     agent = loaded.agent
-    steps = Steps(evalset.step_inputs(), pre_step_state(agent, evalset))
     table = pd.concat([options.compute(agent, steps, evalset.masks), output_spread(agent, steps)],
                       ignore_index=True).assign(method="atom")
     profiles = {"atom": table[table.metric == "hierarchical_share"].set_index("object")["value"]}

@@ -18,10 +18,9 @@ from analyses.stage import Job, Stage
 from interp.agents import Agent
 from interp.attention import attention_maps
 from interp.errors import UserError
-from interp.evalset import EvalSet, load_evalset, pre_step_state
+from interp.evalset import EvalSet, load_evalset
 from interp.runs import Run
 from interp.saliency import METHODS
-from interp.steps import Steps
 
 MAP_METHODS = ("perturbation", "gradient", "smoothgrad", "lrp")
 """the saliency methods a run's analyses compute by default (one set, so the stages share one maps cache)"""
@@ -48,7 +47,7 @@ def compute_maps(agent: Agent, evalset: EvalSet, methods: tuple[str, ...], progr
     """Saliency (``methods``) and attention maps of ``agent`` at every frame of ``evalset``."""
     check_methods(methods)
     agent.eval()
-    steps = Steps(evalset.step_inputs(), pre_step_state(agent, evalset))
+    steps = evalset.steps(agent)
     maps = {f"attention/{name}": value for name, value in attention_maps(agent, steps).items()}
     for method in tqdm(methods, desc="saliency", unit="method", disable=None if progress else True):
         result = METHODS[method].attribute(agent, steps)

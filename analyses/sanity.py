@@ -23,7 +23,6 @@ from analyses.maps import MAP_METHODS, check_methods
 from analyses.stage import Job, Stage, load_result, write_table
 from interp.attention import attention_maps, head_images
 from interp.errors import UserError
-from interp.evalset import load_evalset, pre_step_state
 from interp.runs import Run
 from interp.saliency import METHODS
 from interp.sanity import cascading_randomisation, survivors
@@ -63,10 +62,8 @@ def image_maps(agent, steps: Steps, methods: tuple[str, ...]) -> dict[str, np.nd
 
 def compute(job: Job) -> pd.DataFrame:
     options: SanityOptions = job.options
-    evalset = load_evalset(job.evalset)
-    evalset = evalset.subset(slice(0, options.frames))
-    agent = job.load(evalset).agent
-    steps = Steps(evalset.step_inputs(), pre_step_state(agent, evalset))
+    _, loaded, steps = job.evaluation(slice(0, options.frames))
+    agent = loaded.agent
     table = cascading_randomisation(agent, steps, partial(image_maps, methods=tuple(options.methods)),
                                     points=options.points, seed=options.seed)
     table.insert(0, "step", job.step)

@@ -32,13 +32,15 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from interp import precision
 from interp.agents import Checkpoint
 from interp.cluster import connect, disconnect, import_ray
 from interp.errors import UserError
-from interp.evalset import EvalSet
+from interp.evalset import EvalSet, load_evalset
 from interp.files import atomic_path
 from interp.importers import load_any
 from interp.runs import Environment, Run
+from interp.steps import Steps
 
 Result = pd.DataFrame | dict[str, np.ndarray] | bytes
 """what a job returns: a table (kept as ``.csv``), arrays (``.npz``) or a file's bytes (the stage's suffix)"""
@@ -58,6 +60,8 @@ class Job:
     """the run's architecture: a checkpoint of another one in the run is an error, not a row"""
     needed: dict[str, Path] = field(default_factory=dict)
     """stage name -> that stage's result file for this checkpoint"""
+    device: str = "cpu"
+    """where the job computes (resolved: ``cpu``, ``cuda``, ``cuda:N``); not part of any cache key"""
 
     def load(self, evalset: EvalSet | None = None) -> Checkpoint:
         """The checkpoint's agent (eval mode), checked against the run's architecture and environment and, if given,
@@ -73,8 +77,17 @@ class Job:
         if frames != loaded.agent.obs_shape:
             raise UserError(f"{self.checkpoint} expects observations {loaded.agent.obs_shape}, {environment} gives "
                             f"{frames}")
-        loaded.agent.eval()
+        loaded.agent.eval().to(self.device)
         return loaded
+
+    def evaluation(self, frames: slice | None = None) -> tuple[EvalSet, Checkpoint, Steps]:
+        """The job's evaluation set (``frames`` of it), the checkpoint's agent on the job's device, and the set's
+        evaluated steps with each frame's pre-step state (:meth:`EvalSet.steps`)."""
+        evalset = load_evalset(self.evalset)
+        if frames is not None:
+            evalset = evalset.subset(frames)
+        loaded = self.load(evalset)
+        return evalset, loaded, evalset.steps(loaded.agent)
 
 
 @dataclass(frozen=True)
@@ -177,21 +190,24 @@ def result_path(run: Run, stage: Stage, key: str, step: int) -> Path:
 
 
 @contextlib.contextmanager
-def one_thread():
+def exact_arithmetic():
     """Every job computes on one torch thread, whatever the backend and the machine: a reduction split over another
     number of threads rounds differently, and rank statistics (the sanity checks' Spearman) turn those last-bit
-    differences into visible ones. Parallelism comes from running jobs side by side."""
+    differences into visible ones. Parallelism comes from running jobs side by side. On a GPU, float32 stays
+    float32 (no TF32, whose 10-bit products cuDNN's convolutions take by default: gradient maps of one network then
+    differed from the CPU's by up to a third of their largest value)."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield
+        with precision.tf32_matmuls(False):
+            yield
     finally:
         torch.set_num_threads(previous)
 
 
 def _init_worker(parent: int) -> None:
     _exit_with_parent(parent)
-    torch.set_num_threads(1)  # see one_thread
+    torch.set_num_threads(1)  # before any pool of threads starts; see exact_arithmetic
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -230,9 +246,8 @@ def run_jobs(jobs: dict[Path, Job], *, workers: int = 1, backend: str = "local",
         if backend == "ray" and jobs:
             _on_ray(jobs, save, compute)
         elif workers <= 1 or len(jobs) <= 1:
-            with one_thread():
-                for path, job in jobs.items():
-                    save(path, compute(job))
+            for path, job in jobs.items():
+                save(path, _exactly(compute, job))
         else:
             _in_processes(jobs, save, compute, workers)
     finally:
@@ -243,7 +258,7 @@ def _in_processes(jobs: dict[Path, Job], save: Callable, compute: Callable, work
     context = multiprocessing.get_context("spawn")  # no forked copies of torch's thread pools
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                              initargs=(os.getpid(),)) as pool:
-        futures = {pool.submit(compute, job): path for path, job in jobs.items()}
+        futures = {pool.submit(_exactly, compute, job): path for path, job in jobs.items()}
         try:
             for future in as_completed(futures):
                 save(futures[future], future.result())
@@ -255,7 +270,7 @@ def _in_processes(jobs: dict[Path, Job], save: Callable, compute: Callable, work
 def _on_ray(jobs: dict[Path, Job], save: Callable, compute: Callable) -> None:
     ray = import_ray()
     started = connect()
-    task = ray.remote(num_cpus=1, max_retries=RAY_RETRIES)(_ray_job)  # retried when a worker dies, not on errors
+    task = ray.remote(num_cpus=1, max_retries=RAY_RETRIES)(_exactly)  # retried when a worker dies, not on errors
     pending = {task.remote(compute, job): path for path, job in jobs.items()}
     try:
         while pending:
@@ -273,8 +288,10 @@ def _on_ray(jobs: dict[Path, Job], save: Callable, compute: Callable) -> None:
         disconnect(started)
 
 
-def _ray_job(compute: Callable[[Job], Result], job: Job) -> Result:
-    with one_thread():  # also one core per task, as Ray schedules them
+def _exactly(compute: Callable[[Job], Result], job: Job) -> Result:
+    """One job under :func:`exact_arithmetic`, in every backend (a Ray task also gets one core as Ray schedules
+    it)."""
+    with exact_arithmetic():
         return compute(job)
 
 
@@ -288,6 +305,8 @@ class Plan:
     run: Run
     evalset: Path | None
     options: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+    """where the jobs compute (resolved, see :func:`interp.devices.resolve_device`)"""
     keys: dict[str, str] = field(default_factory=dict)
     results: dict[str, dict[int, Path]] = field(default_factory=dict)
 
@@ -313,7 +332,8 @@ def run_stage(plan: Plan, stage: Stage, *, workers: int = 1, backend: str = "loc
     steps = plan.run.steps if stage.checkpoints == "all" else [_chosen_step(plan.run, options)]
     paths = {step: result_path(plan.run, stage, key, step) for step in steps}
     jobs = {paths[step]: Job(stage.name, plan.run.checkpoint(step), step, plan.run.environment, plan.evalset,
-                             options, plan.run.architecture, {name: plan.results[name][step] for name in stage.needs})
+                             options, plan.run.architecture, {name: plan.results[name][step] for name in stage.needs},
+                             plan.device)
             for step in steps if not verified(paths[step])}
     run_jobs(jobs, workers=workers, backend=backend, desc=stage.name, progress=progress)
     plan.keys[stage.name], plan.results[stage.name] = key, paths

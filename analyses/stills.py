@@ -13,12 +13,11 @@ from analyses import page
 from analyses.stage import Job, Stage, load_result
 from interp.attention import attention_maps, head_images
 from interp.errors import UserError
-from interp.evalset import load_evalset, pre_step_state
+from interp.evalset import load_evalset
 from interp.files import atomic_path
 from interp.render import heatmap_overlay, upscale
 from interp.runs import Run
 from interp.saliency import Perturbation
-from interp.steps import Steps
 
 SIZE = 168
 
@@ -35,12 +34,11 @@ class StillsOptions:
 
 def compute(job: Job) -> dict[str, np.ndarray]:
     """Panel name -> RGB image ``[SIZE, SIZE, 3]``, in the order the report shows them."""
-    evalset = load_evalset(job.evalset)
-    if job.options.frame >= len(evalset):
-        raise UserError(f"{job.evalset} has {len(evalset)} frames; no frame {job.options.frame}")
-    evalset = evalset.subset(slice(job.options.frame, job.options.frame + 1))
-    agent = job.load(evalset).agent
-    steps = Steps(evalset.step_inputs(), pre_step_state(agent, evalset))
+    frame = job.options.frame
+    if frame >= len(load_evalset(job.evalset)):
+        raise UserError(f"{job.evalset} has {len(load_evalset(job.evalset))} frames; no frame {frame}")
+    evalset, loaded, steps = job.evaluation(slice(frame, frame + 1))
+    agent = loaded.agent
     panels = {name.replace(".hook_weights", "").split(".")[-1]: maps[0] for name, maps in
               head_images(attention_maps(agent, steps)).items()}
     saliency = Perturbation().attribute(agent, steps)

@@ -132,7 +132,8 @@ class Atom:
         composite = self.composite()
         first = explain_outputs(agent, steps, composite, target=self.target, output=self.output,
                                 initial=self.initial_relevance, capture=self.layer)
-        selected = [self.select(first.layer[i]) for i in range(len(steps))]
+        layer, seeded = first.layer.cpu(), first.seeded.cpu()  # what follows is bookkeeping, on the CPU
+        selected = [self.select(layer[i]) for i in range(len(steps))]
         pairs_frame = torch.cat([torch.full((len(s),), i, dtype=torch.long) for i, s in enumerate(selected)])
         pairs_neuron = torch.cat(selected)
         masks_t = torch.from_numpy(masks)
@@ -140,9 +141,9 @@ class Atom:
         for start in range(0, len(pairs_frame), self.batch_size):
             frames = pairs_frame[start:start + self.batch_size]
             neurons = pairs_neuron[start:start + self.batch_size]
-            seeds = torch.zeros(len(frames), first.layer.shape[1])
+            seeds = torch.zeros(len(frames), layer.shape[1])
             seeds[torch.arange(len(frames)), neurons] = 1.0
-            pixels = explain_layer(agent, steps.take(frames), composite, self.layer, seeds).frame
+            pixels = explain_layer(agent, steps.take(frames), composite, self.layer, seeds).frame.cpu()
             at_pixels.append(pixels.flatten(1).sum(1))
             pixels = pixels[:, -1] if self.newest_frame_only else pixels.sum(1)  # [rows, S, S]
             object_masks = masks_t[frames].to(pixels.dtype)  # [rows, G, S, S]
@@ -151,14 +152,14 @@ class Atom:
             rbar.append(torch.where(counts > 0, sums / counts.clamp(min=1), torch.zeros_like(sums)))
         rbar = torch.cat(rbar) if rbar else torch.zeros(0, masks.shape[1])
         at_pixels = torch.cat(at_pixels) if at_pixels else torch.zeros(0)
-        head_bias = sum((value for name, value in first.constants.items() if name.startswith("actor_critic.")),
+        head_bias = sum((value.cpu() for name, value in first.constants.items() if name.startswith("actor_critic.")),
                         torch.zeros(len(steps)))
         frames_out, offset = [], 0
         for i, neurons in enumerate(selected):
-            weights = first.layer[i, neurons]
-            features = float(first.layer[i].sum())
-            pass1 = {"seeded": float(first.seeded[i]), "features": features, "head_bias": float(head_bias[i]),
-                     "other_head_inputs": float(first.seeded[i] - head_bias[i]) - features}
+            weights = layer[i, neurons]
+            features = float(layer[i].sum())
+            pass1 = {"seeded": float(seeded[i]), "features": features, "head_bias": float(head_bias[i]),
+                     "other_head_inputs": float(seeded[i] - head_bias[i]) - features}
             frames_out.append({"neurons": neurons, "weights": weights.abs() if self.absolute else weights,
                                "rbar": rbar[offset:offset + len(neurons)],
                                "at_pixels": at_pixels[offset:offset + len(neurons)], "pass1": pass1})

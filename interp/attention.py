@@ -40,7 +40,7 @@ def grid_to_image(grids: np.ndarray, size: int) -> np.ndarray:
 def image_maps(record: AttentionRecord, size: int) -> np.ndarray:
     """One hook's weights from a single call with ``T = 1`` (the layouts of :mod:`interp.hooks`), as the maps the
     module docstring gives."""
-    weights = record.tensors[-1].float().numpy()
+    weights = record.tensors[-1].float().cpu().numpy()
     grid = record.grid
     if record.layout == "spatial":  # [N, heads, h, w]
         return normalise(grid_to_image(weights, size), (-2, -1))

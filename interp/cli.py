@@ -140,7 +140,7 @@ def cmd_stage(args: argparse.Namespace) -> None:
         chosen["maps"] = MapsOptions(methods=options.methods)  # compute only the maps this stage reads
     run = _open_run(args)
     analyse_run(run, args.evalset, stages=(stage.name,), options=chosen, workers=args.workers,
-                backend=args.backend, ray_address=args.ray_address or "", log=lambda line: None)
+                backend=args.backend, ray_address=args.ray_address or "", device=args.device, log=lambda line: None)
     written = sorted(str(path) for path in run.analysis.iterdir() if path.name != "cache" and path.name[0] != ".")
     print(f"{stage.name}: done; {run.analysis} holds {', '.join(Path(p).name for p in written)}")
 
@@ -148,8 +148,9 @@ def cmd_stage(args: argparse.Namespace) -> None:
 def _one_checkpoint(name: str, args: argparse.Namespace, options) -> None:
     """``interp maps CHECKPOINT --evalset E --out DIR`` and ``interp video CHECKPOINT --out FILE [--env ENV]``."""
     from analyses.maps import compute_maps
-    from analyses.stage import Job, save_result
+    from analyses.stage import Job, exact_arithmetic, save_result
     from analyses.video import render_video
+    from interp.devices import resolve_device
     from interp.evalset import load_evalset
     from interp.importers import load_any
     from interp.runs import Environment
@@ -166,14 +167,15 @@ def _one_checkpoint(name: str, args: argparse.Namespace, options) -> None:
     environment = Environment(env_id, {"frame_size": loaded.agent.obs_shape[-1], **preprocessing,
                                        **flags.key_values(getattr(args, "env_option", None))})
     job = Job(name, Path(args.run_dir), int(loaded.meta.get("step", 0)), environment, None, options,
-              loaded.agent.name)
+              loaded.agent.name, device=resolve_device(args.device))
     agent = job.load(evalset).agent
-    if name == "maps":
-        path = Path(args.out) / "maps.npz"
-        save_result(path, compute_maps(agent, evalset, options.methods))
-    else:
-        path = render_video(agent, env_id, options.frames, args.out, seed=options.seed, png_every=args.png_every,
-                            **environment.options)
+    with exact_arithmetic():
+        if name == "maps":
+            path = Path(args.out) / "maps.npz"
+            save_result(path, compute_maps(agent, evalset, options.methods))
+        else:
+            path = render_video(agent, env_id, options.frames, args.out, seed=options.seed,
+                                png_every=args.png_every, **environment.options)
     print(f"wrote {path}")
 
 
@@ -182,8 +184,9 @@ def cmd_analyse(args: argparse.Namespace) -> None:
     from analyses.evaluation import EvaluationOptions
 
     options = {"evaluation": EvaluationOptions(episodes=args.episodes, seed=args.seed)}
-    seconds = analyse_run(_open_run(args), args.evalset, frames=args.frames, seed=args.seed, options=options,
-                          workers=args.workers, backend=args.backend, ray_address=args.ray_address or "")
+    seconds = analyse_run(_open_run(args), args.evalset, stages=args.stages, frames=args.frames, seed=args.seed,
+                          options=options, workers=args.workers, backend=args.backend,
+                          ray_address=args.ray_address or "", device=args.device)
     print("seconds per stage: " + ", ".join(f"{stage} {value:.0f}" for stage, value in seconds.items()))
 
 
@@ -205,7 +208,7 @@ def cmd_report(args: argparse.Namespace) -> None:
         options = {"video": VideoOptions(frames=args.video_frames)} if args.video_frames else {}
         if wanted:
             analyse_run(run, evalset if evalset.exists() else None, stages=wanted, options=options,
-                        log=lambda line: None)
+                        device=args.device, log=lambda line: None)
     path = write_report(runs, args.out or runs[0].directory / "report.html")
     print(f"wrote {path}")
 
@@ -234,10 +237,17 @@ def _run_arguments(parser: argparse.ArgumentParser, what: str = "run directory (
     parser.add_argument("--out", help="folder for the analysis (default: RUN_DIR/analysis)")
     _foreign_arguments(parser)
     parser.add_argument("--workers", type=_positive, help="worker processes (default: one per core)")
+    _device_argument(parser)
     parser.add_argument("--backend", choices=("local", "ray"), default="local",
                         help="checkpoint jobs in local processes (default) or as Ray tasks")
     parser.add_argument("--ray-address", help="with --backend ray: a running Ray cluster (default: $RAY_ADDRESS, "
                                               "else Ray started here)")
+
+
+def _device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", metavar="{auto,cpu,cuda}",
+                        help="where the analyses compute: auto takes a GPU when torch sees one (default: auto; also "
+                             "cuda:N); results equal the CPU's within float tolerance and share its cache")
 
 
 def _foreign_arguments(parser: argparse.ArgumentParser) -> None:
@@ -353,7 +363,13 @@ def _add_evalset(commands) -> None:
     evalset.set_defaults(run=cmd_evalset)
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name for name in text.split(",") if name)
+
+
 def _add_analyse(commands) -> None:
+    from analyses import STAGES
+
     analyse = commands.add_parser(
         "analyse", help="everything for a run: evaluation set, maps, ATOM, agreement, sanity, returns, stills, video",
         description="Build the evaluation set when none is given (RUN_DIR/analysis/evalset.npz, from the final "
@@ -363,6 +379,8 @@ def _add_analyse(commands) -> None:
         epilog="example: interp analyse runs/mott   |   on a Ray cluster: interp analyse runs/mott --backend ray "
                "--ray-address HEAD_IP:6379")
     _run_arguments(analyse)
+    analyse.add_argument("--stages", type=_names, metavar="NAME,...",
+                         help=f"the stages to run (default: every one that applies: {', '.join(STAGES)})")
     analyse.add_argument("--frames", type=_positive, default=150, help="frames of a new evaluation set (default: 150)")
     analyse.add_argument("--episodes", type=int, default=20,
                          help="whole episodes the final checkpoint plays per policy (default: 20)")
@@ -384,6 +402,7 @@ def _add_report(commands) -> None:
     report.add_argument("--out", help="output .html (default: RUN_DIR/report.html for one run)")
     report.add_argument("--evalset", help="evaluation set for the stills (default: RUN_DIR/analysis/evalset.npz)")
     _foreign_arguments(report)
+    _device_argument(report)
     report.add_argument("--video-frames", type=int, default=60,
                         help="steps of an overlay video rendered when a run has none (default: 60; 0: none)")
     report.set_defaults(run=cmd_report)

@@ -25,6 +25,7 @@ import torch
 
 from interp.errors import UserError
 from interp.files import atomic_path
+from interp.steps import Steps
 
 
 @dataclass
@@ -64,6 +65,10 @@ class EvalSet:
         return {"frame": torch.from_numpy(self.context["obs"]).transpose(0, 1).to(device),
                 **{key: torch.from_numpy(self.context[key]).T.to(device)
                    for key in ("last_action", "reward", "done")}}
+
+    def steps(self, agent) -> Steps:
+        """Every frame's evaluated step with its pre-step state (:func:`pre_step_state`), on the agent's device."""
+        return Steps(self.step_inputs(agent.device), pre_step_state(agent, self, agent.device))
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the set atomically as a compressed ``.npz``."""

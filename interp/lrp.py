@@ -243,7 +243,7 @@ def explain_outputs(agent, steps: Steps, composite: Composite, *, target: str = 
 def explain_layer(agent, steps: Steps, composite, layer: str, seeds: torch.Tensor) -> Relevance:
     """Relevance from ``seeds`` ``[N, F]`` put in at the output of hook point ``layer`` (e.g. a one-hot per step
     to explain single neurons)."""
-    return _propagate(agent, steps, composite, layer, lambda out: seeds.to(out.dtype), None)
+    return _propagate(agent, steps, composite, layer, lambda out: seeds.to(out.device, out.dtype), None)
 
 
 @dataclass(frozen=True)

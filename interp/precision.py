@@ -48,10 +48,10 @@ def autocast(precision: str, device: torch.device | str) -> contextlib.AbstractC
 
 @contextlib.contextmanager
 def tf32_matmuls(enabled: bool):
-    """On CUDA, let float32 matrix products and convolutions use TF32 inside the block (restored after)."""
+    """On CUDA, let float32 matrix products and convolutions use TF32 inside the block, or not (restored after).
+    torch's defaults differ between the two (products off, cuDNN's convolutions on), so both are set."""
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    if enabled:
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
     try:
         yield
     finally:

@@ -171,13 +171,13 @@ class CaptumMethod:
 
     def _inputs(self, frame: torch.Tensor, index: int) -> torch.Tensor:
         """The frame ``[1, C, S, S]``; for SmoothGrad, ``samples`` noisy copies of it, the noise drawn as captum's
-        NoiseTunnel draws it but from a generator seeded ``seed + index`` (the same maps every time, and no random
-        state of torch's touched)."""
+        NoiseTunnel draws it but from a CPU generator seeded ``seed + index`` (the same maps every time and on every
+        device, since a CUDA generator draws other numbers; and no random state of torch's touched)."""
         if self.kind != "smoothgrad":
             return frame
-        generator = torch.Generator(device=frame.device).manual_seed(self.seed + index)
-        spread = torch.full((self.samples, *frame.shape[1:]), self.noise * 255.0, device=frame.device)
-        return frame + torch.normal(0.0, spread, generator=generator)
+        generator = torch.Generator().manual_seed(self.seed + index)
+        spread = torch.full((self.samples, *frame.shape[1:]), self.noise * 255.0)
+        return frame + torch.normal(0.0, spread, generator=generator).to(frame.device)
 
     def attribute(self, agent, steps: Steps) -> dict[str, np.ndarray]:
         maps = {"actor": [], "critic": []}

@@ -160,6 +160,26 @@ def test_resume_continues_step_count_and_optimizer(tmp_path):
         Trainer(TrainConfig(arch="baseline", steps=512, out=out, actors=0, **SMALL), progress=False).run()
 
 
+def test_until_return_stops_at_the_return_and_a_finished_run_resumes_to_nothing(tmp_path):
+    out = tmp_path / "run"
+    # one point per episode: 100 episodes end within a few thousand steps, each returning -1 or +1
+    config = TrainConfig(arch="baseline", steps=100_000, out=str(out), actors=0, until_return=-1.0,
+                         env_options={"points": 1}, **{**SMALL, "envs_per_actor": 4, "batch_size": 8, "unroll": 20})
+    final = train(config, progress=False)
+    table = rows(out)
+    assert int(table[-1]["step"]) < 100_000 and float(table[-1]["mean_return"]) >= -1.0
+    assert load_checkpoint(final).meta["step"] == int(table[-1]["step"])
+    def files():  # every file of the run but the lock a trainer takes
+        return {path: path.stat().st_mtime_ns for path in out.rglob("*") if path.name != ".lock"}
+
+    written = files()
+    assert train(resume_config(out, steps=200_000), resume=True, progress=False) == final  # the target is reached
+    assert train(resume_config(out, steps=64, until_return=None), resume=True, progress=False) == final  # below
+    assert files() == written  # nothing rewritten
+    with pytest.raises(UserError, match="until-return must be a finite number"):
+        TrainConfig(until_return=float("nan"))
+
+
 def _kill_an_actor_once_training(out: Path) -> list[int]:
     """Kill one actor as soon as the learner has written its first metrics row (training under way, actors up);
     returns the list that receives the killed actor's pid."""
