@@ -77,7 +77,7 @@ def _short_openmp_spin() -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from dataclasses import replace
 
-    from trainers.config import TrainConfig, apply_preset
+    from trainers.config import TrainConfig, configure
     from trainers.impala import resume_config, train
 
     check_writable(args.out, folder=True)
@@ -95,9 +95,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     else:
         if not args.arch:
             raise UserError("--arch is required (see `interp train --help`)")
-        config = TrainConfig(arch=args.arch, out=args.out, **{k: v for k, v in given.items() if k != "preset"})
-        if args.preset:  # a preset sets its values; flags given explicitly still win
-            config = replace(apply_preset(config, args.preset), **{k: v for k, v in given.items() if k != "agent"})
+        config = configure(args.arch, args.out, given)
     final = train(config, resume=args.resume)
     print(f"final checkpoint: {final}")
     print(f"run directory: {config.out} (config.json, checkpoints/, metrics.csv, tensorboard/)")
@@ -213,6 +211,44 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def cmd_study(args: argparse.Namespace) -> None:
+    from analyses.study import StudyOptions, run_study
+
+    if args.cpus_per_run < 1 or args.gpus_per_run < 0:
+        raise UserError(f"--cpus-per-run must be >= 1 and --gpus-per-run >= 0, got {args.cpus_per_run} and "
+                        f"{args.gpus_per_run}")
+    per_arch = dict(_per_arch(item) for item in args.per_arch or [])
+    options = flags.build(StudyOptions, args, train=_train_settings(args), per_arch=per_arch)
+    check_writable(args.out, folder=True)
+    table = run_study(options, args.out, backend=args.backend, ray_address=args.ray_address or "",
+                      cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run)
+    print(f"{len(table)} runs; {Path(args.out) / 'study.csv'}, summary.csv, report.html")
+
+
+STUDY_EXCLUDED = ("seed", "backend", "ray_address")
+"""interp train's settings a study sets itself: the seed from --seeds, and where its runs go (its own --backend)"""
+
+
+def _train_settings(args: argparse.Namespace) -> dict:
+    from trainers.config import TrainConfig
+
+    return {k: v for k, v in flags.values(TrainConfig, args).items() if k not in STUDY_EXCLUDED}
+
+
+def _per_arch(item: str) -> tuple[str, dict]:
+    """``ARCH=FLAGS`` (e.g. ``mott=--lr 1e-3 --agent-option mem_len=8``) -> the settings those flags give."""
+    import shlex
+
+    from trainers.config import TrainConfig
+
+    arch, sep, text = item.partition("=")
+    if not sep or not arch:
+        raise UserError(f"--per-arch takes ARCH=FLAGS (e.g. mott=\"--lr 1e-3\"), got {item!r}")
+    parser = _Parser(prog=f"interp study --per-arch {arch}")
+    flags.add_arguments(parser, TrainConfig, exclude=STUDY_EXCLUDED)
+    return arch, _train_settings(parser.parse_args(shlex.split(text)))
+
+
 def cmd_quickstart(args: argparse.Namespace) -> None:
     from analyses.quickstart import quickstart
 
@@ -281,6 +317,40 @@ def _add_train(commands) -> None:
     train.set_defaults(run=cmd_train)
 
 
+def _add_study(commands) -> None:
+    from analyses.study import StudyOptions
+    from trainers.config import TrainConfig
+
+    study = commands.add_parser(
+        "study", help="train and analyse a grid of agents and seeds, compared with confidence intervals",
+        description="Train every architecture of --archs with --seeds seeds into OUT/runs/<arch>-s<seed>/ (one "
+                    "`interp train` each, with the training flags below for all and --per-arch for one), analyse "
+                    "each as `interp analyse` does, and write OUT/study.csv (a row per run: parameters, steps, hours, "
+                    "steps/s, inference ms, greedy/sampled/random returns of the final checkpoint, AUC, first step "
+                    "at the threshold), OUT/summary.csv (per architecture the mean and 95% interval over seeds) and "
+                    "OUT/report.html. Run again, it continues: finished runs and analyses are reused, an "
+                    "interrupted run resumes, new architectures or seeds train alone. Ctrl-C stops cleanly.",
+        epilog="example: interp study --archs baseline,mott --seeds 3 --env MiniPong-v0 --steps 500000 --out "
+               "runs/study   |   per architecture: --per-arch 'mott=--lr 1e-3'   |   on Ray: --backend ray "
+               "--ray-address HEAD_IP:6379 --cpus-per-run 4")
+    study.add_argument("--out", required=True, help="the study's folder")
+    flags.add_arguments(study, StudyOptions, required=("archs",))
+    study.add_argument("--per-arch", action="append", metavar="ARCH=FLAGS",
+                       help="training flags for one architecture's runs, e.g. mott=\"--lr 1e-3\" (repeatable)")
+    study.add_argument("--backend", choices=("local", "ray"), default="local",
+                       help="runs one after the other here (default), or each a Ray task with its own CPUs")
+    study.add_argument("--ray-address", help="with --backend ray: a running cluster (default: $RAY_ADDRESS, else "
+                                             "Ray started here)")
+    study.add_argument("--cpus-per-run", type=int, default=2,
+                       help="with --backend ray: CPUs of each run's task, its actors and analysis workers among them "
+                            "(default: 2)")
+    study.add_argument("--gpus-per-run", type=float, default=0, help="with --backend ray: GPUs of each run's task "
+                                                                      "(its learner then trains on one; default: 0)")
+    group = study.add_argument_group("training (every run; interp train's flags)")
+    flags.add_arguments(group, TrainConfig, exclude=STUDY_EXCLUDED)
+    study.set_defaults(run=cmd_study)
+
+
 def _add_stages(commands) -> None:
     from analyses import ALIASES, STAGES
 
@@ -311,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train attention-based Atari agents and analyse them: attention, saliency, LRP, ATOM.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (_add_basics, _add_train, _add_evalset, _add_stages, _add_analyse, _add_report):
+    for add in (_add_basics, _add_train, _add_study, _add_evalset, _add_stages, _add_analyse, _add_report):
         add(commands)
     return parser
 

@@ -245,6 +245,31 @@ THESIS = {
 }
 # What learned ALE Pong on this project's 2-core machine (README, "Training on ALE games"; docs/pong/).
 PONG = {"env": "ALE/Pong-v5", "rmsprop_eps": 1e-5, "agent": {"scale_frames": True, "init": "orthogonal"}}
+# What learns MiniPong here (README, "Training"): torch's RMSprop, whose larger first steps MiniPong's black frames
+# bear; with IMPALA's the baseline had not learned by 200k steps, Mott not by 345k.
+MINIPONG = {"optimizer": "rmsprop_torch"}
+ENVIRONMENT_DEFAULTS = {"ALE/": {k: v for k, v in PONG.items() if k != "env"}, "MiniPong": MINIPONG}
+"""environment id prefix -> the settings a run on it gets where its command line does not give them"""
+
+
+def environment_defaults(env: str) -> dict:
+    """The settings that learn on ``env``'s family here (:data:`ENVIRONMENT_DEFAULTS`; none for others)."""
+    return next((dict(settings) for prefix, settings in ENVIRONMENT_DEFAULTS.items() if env.startswith(prefix)), {})
+
+
+def configure(arch: str, out: str, given: dict) -> TrainConfig:
+    """A run's configuration from the settings ``given`` (``interp train``'s flags): the dataclass's defaults, under
+    the environment's (:func:`environment_defaults`), under the preset's (``given["preset"]``), under ``given``
+    (flags given explicitly win; agent options merge key by key)."""
+    preset = given.get("preset", "")
+    env = given.get("env") or (PONG["env"] if preset == "pong" else TrainConfig.env)
+    layers = [environment_defaults(env), {k: v for k, v in given.items() if k != "preset"}]
+    agent = {k: v for layer in layers for k, v in layer.get("agent", {}).items()}
+    settings = {k: v for layer in layers for k, v in layer.items() if k != "agent"}
+    config = TrainConfig(arch=arch, out=out, **settings, agent=agent)
+    if preset:
+        config = replace(apply_preset(config, preset), **{k: v for k, v in given.items() if k != "agent"})
+    return config
 
 
 def apply_preset(config: TrainConfig, preset: str) -> TrainConfig:
