@@ -236,7 +236,8 @@ def _on_ray(configs: list[TrainConfig], options: StudyOptions, address: str, cpu
     pending = {}
     try:
         for config in configs:
-            pending[task.remote(RunJob(_layout(config, cpus, gpus), options, workers=cpus, progress=False))] = config
+            laid_out = _layout(config, cpus, gpus, {**options.train, **options.per_arch.get(config.arch, {})})
+            pending[task.remote(RunJob(laid_out, options, workers=cpus, progress=False))] = config
         rows = {}
         while pending:
             finished, _ = ray.wait(list(pending), num_returns=1)
@@ -255,12 +256,14 @@ def _on_ray(configs: list[TrainConfig], options: StudyOptions, address: str, cpu
         disconnect(started)
 
 
-def _layout(config: TrainConfig, cpus: int, gpus: float) -> TrainConfig:
+def _layout(config: TrainConfig, cpus: int, gpus: float, given: dict) -> TrainConfig:
     """The run laid out on a task of ``cpus`` CPUs as :func:`trainers.config.default_actors` lays it out on a
-    machine of that many cores (and its learner on the GPU where the task has one)."""
+    machine of that many cores, and its learner on the GPU where the task has one: the settings ``given`` on the
+    command line are kept."""
     learner = max(1, cpus // 2)
-    actors = cpus + 1 if config.arch in LIGHT_INFERENCE else max(1, cpus - learner)
-    return replace(config, learner_threads=learner, actors=actors, device="cuda" if gpus else config.device)
+    layout = {"learner_threads": learner, "device": "cuda" if gpus else config.device,
+              "actors": cpus + 1 if config.arch in LIGHT_INFERENCE else max(1, cpus - learner)}
+    return replace(config, **{k: v for k, v in layout.items() if k not in given})
 
 
 def _ray_run(job: RunJob) -> tuple[dict, str]:
