@@ -116,6 +116,8 @@ def _open_run(args: argparse.Namespace):
     from interp.runs import Run
 
     run = Run.open(args.run_dir, analysis=args.out, env=args.env, steps_from=args.steps_from)
+    for note in run.notes:
+        print(f"interp {args.command}: note: {note}", file=sys.stderr)
     try:
         check_writable(run.analysis, folder=True)
     except UserError as error:

@@ -68,6 +68,8 @@ class Run:
         self.config = config
         """the run's ``trainers.config.TrainConfig``, when ``interp train`` wrote it"""
         self.analysis = Path(analysis) if analysis is not None else self.directory / "analysis"
+        self.notes: list[str] = []
+        """what was left out of a folder of another library's checkpoints, and why (one line each)"""
 
     @classmethod
     def open(cls, directory: str | Path, *, analysis: str | Path | None = None, env: str | None = None,
@@ -110,11 +112,13 @@ class Run:
             found = ", ".join(f"{path.name} ({source})" for path, source in list(sources.items())[:4])
             raise UserError(f"{directory} mixes checkpoints of several sources ({found}); one run is one source")
         source = next(iter(sources.values()))
-        pattern = re.compile(steps_from) if steps_from else (IMPORTERS[source].step if source != "interp"
-                                                             else re.compile(r"(\d+)(?!.*\d)"))
-        checkpoints = _steps_of(list(sources), pattern, steps_from)
+        pattern = _step_pattern(steps_from) if steps_from else (IMPORTERS[source].step if source != "interp"
+                                                                else re.compile(r"(\d+)(?!.*\d)"))
+        checkpoints, notes = _steps_of(list(sources), pattern, steps_from)
         final = load_any(checkpoints[max(checkpoints)])
-        return cls(directory, checkpoints, _environment_of(final, directory, env), analysis=analysis)
+        run = cls(directory, checkpoints, _environment_of(final, directory, env), analysis=analysis)
+        run.notes = notes
+        return run
     # ---- checkpoints ----
 
     @property
@@ -254,19 +258,47 @@ def _environment_of(checkpoint: Checkpoint, directory: Path, env: str | None = N
                                       **options})
 
 
-def _steps_of(paths: list[Path], pattern: re.Pattern, given: str | None) -> dict[int, Path]:
-    """The step of each checkpoint file from its name (a single file without one: its own step, else 0)."""
-    steps: dict[int, Path] = {}
+def _step_pattern(text: str) -> re.Pattern:
+    """``--steps-from``: a regular expression with exactly one group."""
+    try:
+        pattern = re.compile(text)
+    except re.error as error:
+        raise UserError(f"--steps-from {text!r} is not a regular expression ({error})") from None
+    if pattern.groups != 1:
+        raise UserError(f"--steps-from {text!r} needs exactly one group, the step's digits, e.g. 'update_(\\d+)'; "
+                        f"it has {pattern.groups}")
+    return pattern
+
+
+def _steps_of(paths: list[Path], pattern: re.Pattern, given: str | None) -> tuple[dict[int, Path], list[str]]:
+    """The step of each checkpoint file from its name, and notes on the files left out. A file whose name holds no
+    step takes the step its contents record (SB3's ``num_timesteps``: the final ``model.save`` beside the
+    ``rl_model_<steps>_steps.zip`` files), and is left out with a note when another file already is that step."""
+    named: dict[int, Path] = {}
+    unnamed: list[Path] = []
     for path in paths:
         match = pattern.search(path.name)
-        if match is None and len(paths) > 1:
+        if match is None:
+            unnamed.append(path)
+            continue
+        if not match.group(1) or not match.group(1).isdigit():
+            raise UserError(f"the step pattern {pattern.pattern!r} found {match.group(1)!r} in {path.name}, not a "
+                            "step (its group must match digits)")
+        step = int(match.group(1))
+        if step in named:
+            raise UserError(f"{named[step].name} and {path.name} are both step {step}")
+        named[step] = path
+    notes = []
+    for path in unnamed:
+        step = load_any(path).meta.get("step")
+        if step and step in named:
+            notes.append(f"{path.name} left out: it is step {step:,}, as {named[step].name} is")
+            continue
+        if not step and (named or len(unnamed) > 1):
             hint = "match --steps-from" if given else "tell it with --steps-from REGEX (one group, the digits)"
             raise UserError(f"cannot tell the step of {path.name} from its name: {hint}")
-        step = int(match.group(1)) if match else int(load_any(path).meta.get("step") or 0)
-        if step in steps:
-            raise UserError(f"{steps[step].name} and {path.name} are both step {step}")
-        steps[step] = path
-    return steps
+        named[int(step or 0)] = path
+    return dict(sorted(named.items())), notes
 
 
 def _some(steps: list[int]) -> str:

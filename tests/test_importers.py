@@ -307,3 +307,66 @@ def test_a_read_only_folder_is_analysed_into_out(tmp_path, sb3_runs):
     finally:
         if mounted.returncode == 0:
             subprocess.run(["umount", str(folder)], check=False)
+
+
+def test_load_agent_reads_every_format_and_names_what_it_found(tmp_path, sb3_runs):
+    """One loader: ``interp.agents.load_agent`` takes SB3, CleanRL and TorchBeast files as well as this toolkit's."""
+    from interp.agents import load_agent
+
+    sb3 = load_agent(sb3_runs / "ppo" / "rl_model_64_steps.zip")
+    assert sb3.name == "baseline" and sb3.config.scale_frames
+    torch.save(CleanRLAgent(6).state_dict(), tmp_path / "agent.cleanrl_model")
+    assert load_agent(tmp_path / "agent.cleanrl_model").num_actions == 6
+    beast = TorchBeastAtariNet(6, use_lstm=False)
+    torch.save({"model_state_dict": beast.state_dict(), "flags": {"env": "PongNoFrameskip-v4"}}, tmp_path / "model.tar")
+    assert load_agent(tmp_path / "model.tar").name == "atarinet"
+    torch.save({"weights": torch.zeros(2), "steps": 3}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match=r"a torch file holding a dict of 2 entries \(weights, steps\), not a "
+                                              "checkpoint of this toolkit"):
+        load_agent(tmp_path / "other.pt")
+
+
+def test_non_atari_and_distributional_networks_are_refused_with_one_line(tmp_path):
+    """SB3 MlpPolicy files (DQN and PPO, written by the real package) and CleanRL's C51 network."""
+    import gymnasium as gym
+    from stable_baselines3 import DQN, PPO
+
+    for name, model in (("dqn", DQN("MlpPolicy", gym.make("CartPole-v1"), learning_starts=10, buffer_size=100)),
+                        ("ppo", PPO("MlpPolicy", gym.make("CartPole-v1"), n_steps=64))):
+        folder = tmp_path / f"{name}_mlp"
+        model.save(folder / "rl_model_100_steps")
+        assert "not an image policy" in one_line_error(["analyse", str(folder), "--env", GAME])
+    c51 = tmp_path / "c51"
+    c51.mkdir()
+    network = CleanRLQNetwork(6)
+    network.network[-1] = torch.nn.Linear(512, 6 * 51)  # c51_atari: actions x atoms outputs
+    torch.save({"model_weights": network.state_dict(), "args": {"env_id": "PongNoFrameskip-v4", "n_atoms": 51}},
+               c51 / "c51_1000.cleanrl_model")
+    assert "distributional Q-network" in one_line_error(["analyse", str(c51)])
+    torch.save(network.state_dict(), c51 / "c51_1000.cleanrl_model")  # without its args
+    assert "306 outputs" in one_line_error(["analyse", str(c51), "--env", GAME])
+
+
+def test_a_final_model_beside_the_checkpoints_is_the_last_step_or_left_out_with_a_note(tmp_path, sb3_runs):
+    from stable_baselines3 import PPO
+
+    folder = tmp_path / "ppo"
+    subprocess.run(["cp", "-r", str(sb3_runs / "ppo"), str(folder)], check=True)
+    last = Run.open(folder, env=GAME).final
+    PPO.load(folder / f"rl_model_{last}_steps.zip", device="cpu").save(folder / "ppo_pong")  # model.save at the end
+    run = Run.open(folder, env=GAME)
+    assert run.final == last and len(run.notes) == 1 and f"ppo_pong.zip left out: it is step {last}" in run.notes[0]
+    (folder / f"rl_model_{last}_steps.zip").unlink()  # now the final model is the only file of that step
+    run = Run.open(folder, env=GAME)
+    assert run.final == last and run.checkpoint(last).name == "ppo_pong.zip" and not run.notes
+    assert main(["evaluation", str(folder), "--env", GAME, "--episodes", "1", "--out", str(tmp_path / "a")]) == 0
+
+
+@pytest.mark.parametrize(("pattern", "message"), [("(", "is not a regular expression"),
+                                                  ("update_", "needs exactly one group"),
+                                                  ("(a)(b)", "needs exactly one group"),
+                                                  (r"agent_(\w+)", "not a step")])
+def test_a_bad_step_pattern_is_one_line(tmp_path, pattern, message):
+    torch.save(CleanRLAgent(6).state_dict(), tmp_path / "agent_500.cleanrl_model")
+    torch.save(CleanRLAgent(6).state_dict(), tmp_path / "agent_abc.cleanrl_model")
+    assert message in one_line_error(["analyse", str(tmp_path), "--env", GAME, "--steps-from", pattern])

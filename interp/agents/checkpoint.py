@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,11 +88,13 @@ def safe_load(path: Path, map_location: str | torch.device = "cpu", *, mmap: boo
               content: bytes | None = None):
     """``torch.load(path, weights_only=True)``: tensors, numbers, strings and containers of them, never code. A file
     that is not that (corrupt, truncated, or a pickle that asks to run code) is a :class:`CheckpointError`.
-    ``mmap``: tensors are mapped, not read, until used. ``content``: the bytes to read instead of the file (a member
-    of an archive), ``path`` then only naming them in errors."""
+    ``mmap``: tensors are mapped, not read, until used (only the zip format of torch >= 1.6 can be; a file in the
+    older format, as TorchBeast-era PyTorch wrote it, is read whole). ``content``: the bytes to read instead of the
+    file (a member of an archive), ``path`` then only naming them in errors."""
     try:
         source = io.BytesIO(content) if content is not None else path
-        return torch.load(source, map_location=map_location, weights_only=True, mmap=mmap and content is None)
+        mmap = mmap and content is None and zipfile.is_zipfile(path)
+        return torch.load(source, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
         # torch's message goes on to suggest loading it unsafely: never repeated. A pickle naming a GLOBAL asks for
         # objects beyond weights; anything else it cannot read (zeroed or random bytes) is simply not a checkpoint
@@ -107,8 +110,11 @@ def safe_load(path: Path, map_location: str | torch.device = "cpu", *, mmap: boo
 
 def load_agent(path: str | os.PathLike, *, expected_name: str | None = None,
                map_location: str | torch.device = "cpu") -> Agent:
-    """:func:`load_checkpoint` without the metadata."""
-    return load_checkpoint(path, expected_name=expected_name, map_location=map_location).agent
+    """The agent of any checkpoint this toolkit reads (eval mode): its own, and those of Stable-Baselines3, CleanRL
+    and TorchBeast (:func:`interp.importers.load_any`, which also returns the metadata)."""
+    from interp.importers import load_any
+
+    return load_any(path, expected_name=expected_name).agent.to(map_location)
 
 
 LEGACY_NAMES = {"heads.": "actor_critic."}

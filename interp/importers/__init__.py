@@ -39,8 +39,18 @@ def source_of(path: str | Path) -> str:
     for importer in IMPORTERS.values():
         if importer.recognises(path, payload):
             return importer.name
-    raise CheckpointError(f"{path}: not a checkpoint of this toolkit, Stable-Baselines3 (PPO, A2C, DQN), CleanRL "
-                          "(ppo_atari, dqn_atari) or TorchBeast (AtariNet)")
+    raise CheckpointError(f"{path}: {_what_it_is(path, payload)}, not a checkpoint of this toolkit, "
+                          f"Stable-Baselines3 (PPO, A2C, DQN), CleanRL (ppo_atari, dqn_atari) or TorchBeast (AtariNet)")
+
+
+def _what_it_is(path: Path, payload) -> str:
+    """What a file no importer recognises holds, in a few words."""
+    if payload is None:
+        return "a zip archive without Stable-Baselines3's data and policy.pth"
+    if isinstance(payload, dict):
+        keys = ", ".join(str(key) for key in list(payload)[:3]) + (" ..." if len(payload) > 3 else "")
+        return f"a torch file holding a dict of {len(payload)} entries ({keys})" if payload else "an empty dict"
+    return f"a torch file holding a {type(payload).__name__}"
 
 
 def load_any(path: str | Path, *, expected_name: str | None = None) -> Checkpoint:

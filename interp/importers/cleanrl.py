@@ -12,6 +12,7 @@ from pathlib import Path
 
 from interp.agents import Checkpoint, CheckpointError, make_agent
 from interp.importers.base import NATURE_CNN, Importer, gym_env_id, map_weights
+from interp.importers.sb3 import MAX_ACTIONS
 
 
 def _weights_and_args(payload) -> tuple[dict | None, dict]:
@@ -42,6 +43,11 @@ def build(path: Path, payload) -> Checkpoint:
         actions = weights["actor.weight"].shape[0]
     else:
         raise CheckpointError(f"{path}: not a state dict of CleanRL's ppo_atari Agent or dqn_atari QNetwork")
+    if args.get("n_atoms") or not 1 <= actions <= MAX_ACTIONS:
+        atoms = f", n_atoms {args['n_atoms']}" if args.get("n_atoms") else ""
+        raise CheckpointError(f"{path}: {actions} outputs{atoms}, where an Atari game has 1 to {MAX_ACTIONS} "
+                              "actions: a distributional Q-network (CleanRL's c51_atari, actions x atoms) is not "
+                              "supported")
     channels = weights["network.0.weight"].shape[1]
     agent = make_agent("baseline", (channels, 84, 84), int(actions), scale_frames=True, head=head)
     map_weights(agent, weights, names, path, f"CleanRL's {algorithm} network for Atari")

@@ -45,13 +45,34 @@ def _read(path: Path) -> tuple[dict, dict]:
 
 
 def _spaces(data: dict, path: Path) -> tuple[tuple[int, ...], int]:
+    """The observations' shape ``(C, 84, 84)`` and the number of actions, checked before anything is built from
+    them (a file's sizes are never allocated unchecked)."""
     try:
         shape = data["observation_space"]["_shape"]
-        shape = tuple(int(size) for size in (json.loads(shape) if isinstance(shape, str) else shape))
-        return shape, int(data["action_space"]["n"])
-    except (KeyError, TypeError, ValueError, json.JSONDecodeError):
+        shape = json.loads(shape) if isinstance(shape, str) else shape
+        actions = data["action_space"]["n"]
+    except (KeyError, TypeError, json.JSONDecodeError):
         raise CheckpointError(f"{path}: a Stable-Baselines3 file without image observations and discrete actions "
                               "(only Atari CnnPolicy agents are supported)") from None
+    sizes = [_whole(size) for size in shape] if isinstance(shape, list) else []
+    if not (len(sizes) == 3 and None not in sizes and 1 <= sizes[0] <= MAX_CHANNELS and sizes[1:] == [84, 84]):
+        raise CheckpointError(f"{path}: observations of shape {shape!r}; the Nature CNN of CnnPolicy takes stacked "
+                              f"84x84 frames (C, 84, 84) with C up to {MAX_CHANNELS}")
+    if not 1 <= (_whole(actions) or 0) <= MAX_ACTIONS:
+        raise CheckpointError(f"{path}: {actions!r} actions; an Atari game has 1 to {MAX_ACTIONS}")
+    return tuple(sizes), _whole(actions)
+
+
+MAX_ACTIONS = 18
+"""the most actions an Atari game has (the full action set)"""
+MAX_CHANNELS = 16
+
+
+def _whole(value) -> int | None:
+    """A whole number written as one (SB3 writes some as strings), else None."""
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _extractor(prefix: str) -> dict[str, str]:
@@ -62,7 +83,13 @@ def _extractor(prefix: str) -> dict[str, str]:
 
 def build(path: Path, payload=None) -> Checkpoint:
     data, weights = _read(path)
+    if not any(".cnn." in key or key.startswith("cnn.") for key in weights):
+        raise CheckpointError(f"{path}: a Stable-Baselines3 policy without a convolutional feature extractor "
+                              "(MlpPolicy, say): not an image policy; only Atari CnnPolicy agents are supported")
     obs_shape, actions = _spaces(data, path)
+    steps = _whole(data.get("num_timesteps", 0))
+    if steps is None or steps < 0:
+        raise CheckpointError(f"{path}: num_timesteps {data.get('num_timesteps')!r} is not a step count")
     kwargs = data.get("policy_kwargs") if isinstance(data.get("policy_kwargs"), dict) else {}
     scale = bool(kwargs.get("normalize_images", True))
     if "q_net.q_net.0.weight" in weights:
@@ -86,7 +113,7 @@ def build(path: Path, payload=None) -> Checkpoint:
     agent = make_agent("baseline", obs_shape, actions, scale_frames=scale, head=head)
     map_weights(agent, weights, names, path, f"a Stable-Baselines3 {algorithm} CnnPolicy with the Nature CNN")
     meta = {"source": "sb3", "algorithm": algorithm, "preprocessing": "sb3", "env": None,
-            "value": "max_q" if head == "q_values" else "critic", "step": int(data.get("num_timesteps", 0))}
+            "value": "max_q" if head == "q_values" else "critic", "step": steps}
     return Checkpoint(agent, meta, path)
 
 
