@@ -1,13 +1,14 @@
 """Agreement between attention and saliency across training: every checkpoint of a run on one evaluation set.
 
-``RUN_DIR/analysis/agreement.csv`` is tidy: ``step, head, method, target, metric, value, chance``, one row per
-checkpoint, attention head (``<hook name>/h<i>``, the head's map on the current frame), saliency method, target
+``RUN_DIR/analysis/agreement.csv`` is tidy: ``step, head, method, target, metric, value, chance, better``, one row
+per checkpoint, attention head (``<hook name>/h<i>``, the head's map on the current frame), saliency method, target
 (``actor`` or ``critic``) and metric of :mod:`interp.agreement` (the mean over frames, with its chance level from
-spatially shuffled attention). Object rows (``attention_mass/<object>``, ``saliency_mass/<object>``, chance: the
-object's share of the frame) put the attention and saliency on each object side by side, and, where
-``analysis/atom.csv`` exists, ``method = atom`` rows add the ATOM share of each object (``atom_share/<object>``).
-Saliency maps are compared by their positive part (signed LRP relevance included). ``analysis/agreement/<metric>.png``
-plots each metric against the training step per head, with chance shaded.
+spatially shuffled attention, and the share of frames on which it beats that level). Object rows
+(``attention_mass/<object>``, ``saliency_mass/<object>``, chance: the object's share of the frame) put the attention
+and saliency on each object side by side, and, where ``analysis/atom.csv`` exists, ``method = atom`` rows add the
+ATOM share of each object (``atom_share/<object>``). Saliency maps are compared by their positive part (signed LRP
+relevance included). ``analysis/agreement/<metric>.png`` plots each metric against the training step, a panel per
+head and target, with chance shaded and the training return on a second axis.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from interp.evalset import load_evalset
 from interp.hooks import hook_points
 from interp.runs import Run
 
-COLUMNS = ["step", "head", "method", "target", "metric", "value", "chance"]
+COLUMNS = ["step", "head", "method", "target", "metric", "value", "chance", "better"]
 PLOTTED = {"cc": True, "spearman": True, "sim": True, "kl_attention_saliency": False, "iou_top10": True,
            "nss_top10": True, "auc_top10": True, "emd": False}
 """metric -> whether higher means more agreement"""
@@ -74,51 +75,71 @@ def finish(run: Run, results: dict[int, Path], options: AgreementOptions) -> Non
         shares = atom[(atom.method == "atom") & (atom.metric == "hierarchical_share")]
         table = pd.concat([table, pd.DataFrame({
             "step": shares.step, "head": "", "method": "atom", "target": "actor",
-            "metric": "atom_share/" + shares.object, "value": shares.value, "chance": np.nan})], ignore_index=True)
+            "metric": "atom_share/" + shares.object, "value": shares.value, "chance": np.nan, "better": np.nan})],
+            ignore_index=True)
     table = table[COLUMNS].sort_values(["step", "head", "method", "target", "metric"], ignore_index=True)
     write_table(run.analysis / "agreement.csv", table)
-    plot_agreement(table, run.analysis / "agreement", title=f"{run.name} on {run.environment.id}")
+    plot_agreement(table, run.analysis / "agreement", title=f"{run.name} on {run.environment.id}",
+                   returns=training_returns(run))
 
 
-def plot_agreement(table: pd.DataFrame, folder: Path, title: str = "") -> list[Path]:
-    """One PNG per metric: a panel per head, a line per saliency method and target, and shaded in grey the region
-    no better than the highest chance level of the panel's lines (the lowest, where lower means agreement)."""
+def training_returns(run: Run) -> pd.Series | None:
+    """The mean training return at each of the run's checkpoints (the last logged at or before its step), or None
+    for a run trained elsewhere."""
+    metrics = run.read_table("metrics.csv", ("step", "mean_return"))
+    if metrics is None or metrics.mean_return.isna().all():
+        return None
+    logged = metrics.dropna(subset=["mean_return"]).set_index("step")["mean_return"]
+    return pd.Series({step: logged[logged.index <= step].iloc[-1] if (logged.index <= step).any() else np.nan
+                      for step in run.steps})
+
+
+def plot_agreement(table: pd.DataFrame, folder: Path, title: str = "", returns: pd.Series | None = None
+                   ) -> list[Path]:
+    """One PNG per metric: a panel per head and target (actor, critic), a line per saliency method, shaded in grey
+    the region no better than the highest chance level of the panel's lines (the lowest, where lower means
+    agreement), and the training return (dashed) on a second axis."""
     heads = sorted(h for h in table["head"].unique() if h)
+    targets = sorted(t for t in table["target"].unique() if t and t in ("actor", "critic"))
     written = []
     for metric, higher_is_better in PLOTTED.items():
         rows = table[table.metric == metric]
         if rows.empty:
             continue
-        columns = min(4, len(heads))
-        lines = (len(heads) + columns - 1) // columns
-        figure, axes = plots.figure(3.2 * columns, 2.6 * lines, lines, columns, squeeze=False, sharey=True)
-        for axis, head in zip(axes.flat, heads, strict=False):
-            _panel(axis, rows[rows["head"] == head], higher_is_better)
-            axis.set_title(head.replace(".hook_weights", ""), fontsize=7)
-        for axis in axes.flat[len(heads):]:
-            axis.axis("off")
-        axes.flat[0].legend(fontsize=6)
-        figure.suptitle(f"{metric} against training step (shaded: chance) - {title}", fontsize=9)
+        figure, axes = plots.figure(3.4 * len(targets), 2.4 * len(heads), len(heads), len(targets), squeeze=False,
+                                    sharey=True)
+        for row, head in enumerate(heads):
+            for column, target in enumerate(targets):
+                axis = axes[row, column]
+                _panel(axis, rows[(rows["head"] == head) & (rows.target == target)], higher_is_better, returns)
+                axis.set_title(f"{head.replace('.hook_weights', '')}, {target}", fontsize=7)
+        axes[0, 0].legend(fontsize=6)
+        figure.suptitle(f"{metric} against training step (shaded: chance; dashed: training return) - {title}",
+                        fontsize=9)
         written.append(plots.save(figure, folder / f"{metric}.png"))
     return written
 
 
-def _panel(axis, panel: pd.DataFrame, higher_is_better: bool) -> None:
+def _panel(axis, panel: pd.DataFrame, higher_is_better: bool, returns: pd.Series | None) -> None:
     values = np.concatenate([panel.value, panel.chance])
     edge = np.nanmin(values) if higher_is_better else np.nanmax(values)
     chance = panel.groupby("step")["chance"].agg("max" if higher_is_better else "min")
     axis.fill_between(np.maximum(chance.index.to_numpy(), 1), chance.to_numpy(), edge, color="grey", alpha=0.25,
                       linewidth=0)
-    for (method, target), group in panel.groupby(["method", "target"]):
+    for method, group in panel.groupby("method"):
         group = group.sort_values("step")
-        axis.plot(np.maximum(group.step.to_numpy(), 1), group.value, marker="o", markersize=2,
-                  label=f"{method} {target}")
+        axis.plot(np.maximum(group.step.to_numpy(), 1), group.value, marker="o", markersize=2, label=method)
     axis.set_xscale("log")
     axis.tick_params(labelsize=7)
+    if returns is not None:
+        second = axis.twinx()
+        second.plot(np.maximum(returns.index.to_numpy(), 1), returns.to_numpy(), color="black", linestyle="--",
+                    linewidth=0.8)
+        second.tick_params(labelsize=6)
 
 
 def section(run: Run) -> str:
-    table = run.read_table("agreement.csv", COLUMNS)
+    table = run.read_table("agreement.csv", COLUMNS[:-1])  # "better" came later
     if table is None:
         reason = without_attention_images(run.agent)
         if reason:
@@ -141,4 +162,4 @@ STAGE = Stage(
                 "on each object beside the ATOM share. Writes RUN_DIR/analysis/agreement.csv and "
                 "agreement/<metric>.png.",
     options=AgreementOptions, compute=compute, finish=finish, section=section,
-    heading="Attention against saliency", needs=("maps",), applies=without_attention_images)
+    heading="Attention against saliency", needs=("maps",), applies=without_attention_images, version=2)

@@ -12,6 +12,7 @@ from typing import Any
 
 from analyses import STAGES
 from analyses.evalset import ensure_evalset
+from analyses.findings import run_findings, write_findings
 from analyses.stage import Plan, run_stage
 from interp.cluster import connect, disconnect
 from interp.devices import resolve_device
@@ -64,6 +65,7 @@ def analyse_run(run: str | Path | Run, evalset_path: str | Path | None = None, *
             run_stage(plan, stage, workers=workers, backend=backend, progress=progress)
             seconds[stage.name] = time.perf_counter() - start
             log(f"{stage.name}: done, in {run.analysis}")
+        write_findings(run.analysis / "findings.json", run_findings(run))
         return seconds
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from analyses import STAGES, page, plots
 from analyses.evaluation import POLICIES
+from analyses.findings import Finding, run_findings, write_findings
 from interp.files import atomic_path
 from interp.runs import Run
 
@@ -23,6 +24,7 @@ table { border-collapse: collapse; font-size: .85em; margin: .5em 0; }
 td, th { border: 1px solid #ddd; padding: .2em .5em; text-align: right; } th { background: #f4f4f4; }
 img { max-width: 100%; } figure { margin: .5em 0; } figcaption { font-size: .85em; color: #555; }
 .stills img { width: 168px; image-rendering: pixelated; margin: 2px; } .missing { color: #a33; }
+ul.findings li { margin: .3em 0; } ul.findings li.warning { color: #a33; font-weight: 600; }
 """
 
 
@@ -44,10 +46,13 @@ def _configuration(runs: list[Run]) -> str:
         value = getattr(run.config, key, "") if run.config is not None else ""
         return f"<td>{html.escape(str(value))}</td>"
 
-    rows = "".join(f"<tr><th>{html.escape(r.name)}</th><td>{r.agent.name}</td><td>{_parameters(r):,}</td>"
-                   f"<td>{len(r.steps)}</td>" + "".join(setting(r, k) for k in keys) + "</tr>" for r in runs)
-    header = "".join(f"<th>{k}</th>" for k in ["run", "agent", "parameters", "checkpoints", *keys])
-    return f"<table><tr>{header}</tr>{rows}</table>"
+    rows = [("agent", [f"<td>{r.agent.name}</td>" for r in runs]),
+            ("parameters", [f"<td>{_parameters(r):,}</td>" for r in runs]),
+            ("checkpoints", [f"<td>{len(r.steps)}</td>" for r in runs]),
+            *[(key, [setting(r, key) for r in runs]) for key in keys]]
+    header = "".join(f"<th>{html.escape(r.name)}</th>" for r in runs)
+    body = "".join(f"<tr><th>{key}</th>{''.join(cells)}</tr>" for key, cells in rows)
+    return f"<table><tr><th>setting</th>{header}</tr>{body}</table>"
 
 
 def _training(runs: list[Run]) -> str:
@@ -72,7 +77,8 @@ def _training(runs: list[Run]) -> str:
         table = curves.get(run.name)
         logged = ([f"{table['mean_return'].iloc[:20].mean():.2f}", f"{table['mean_return'].iloc[-20:].mean():.2f}"]
                   if table is not None else ["not logged (trained elsewhere)", "-"])
-        return (f"<tr><th>{html.escape(run.name)}</th>" + "".join(f"<td>{cell}</td>" for cell in logged)
+        return (f'<tr id="training-{html.escape(run.name)}"><th>{html.escape(run.name)}</th>'
+                + "".join(f"<td>{cell}</td>" for cell in logged)
                 + "".join(_evaluated(evaluations.get(run.name), policy) for policy in POLICIES) + "</tr>")
 
     note = ("" if evaluations else page.missing("evaluation of the final checkpoints",
@@ -105,14 +111,35 @@ def _data(runs: list[Run]) -> str:
     return f"<ul>{''.join(items)}</ul>" if items else "<p>No tables yet.</p>"
 
 
+def findings_html(found: dict[str, list[Finding]]) -> str:
+    """The findings of each run (name -> findings), each a sentence linking to its figure; warnings first."""
+    parts = []
+    for name, items in found.items():
+        heading = f"<h3>{html.escape(name)}</h3>" if len(found) > 1 else ""
+        ordered = sorted(items, key=lambda f: not f.warning)
+        entries = "".join(
+            f'<li class="{"warning" if f.warning else f.topic}">{html.escape(f.text)}'
+            + (f' <a href="#{html.escape(f.figure)}">figure</a>' if f.figure else "") + "</li>" for f in ordered)
+        parts.append(f"{heading}<ul class='findings'>{entries}</ul>")
+    return "".join(parts)
+
+
 def write_report(runs: list[Run], out: str | Path) -> Path:
     """Write the page for ``runs`` (one run, or several to compare) to ``out``, from the files on disk: the run
-    directories and what the stages of :data:`analyses.STAGES` wrote."""
+    directories and what the stages of :data:`analyses.STAGES` wrote. It opens with the findings
+    (:mod:`analyses.findings`), which are also written to each run's ``analysis/findings.json``."""
     title = "Run " + runs[0].name if len(runs) == 1 else "Comparison of " + ", ".join(r.name for r in runs)
-    sections = [("configuration", "Configuration", _configuration(runs)), ("training", "Training", _training(runs))]
+    found = {run.name: run_findings(run) for run in runs}
+    for run in runs:
+        if run.analysis.exists():
+            write_findings(run.analysis / "findings.json", found[run.name])
+    sections = [("findings", "Findings", findings_html(found)),
+                ("configuration", "Configuration", _configuration(runs)),
+                ("training", "Training", _training(runs))]
     for name, stage in STAGES.items():
         if stage.section is not None:
-            body = "".join(f"<h3>{html.escape(r.name)} ({r.agent.name})</h3>{stage.section(r)}" for r in runs)
+            body = "".join(f'<h3 id="{name}-{html.escape(r.name)}">{html.escape(r.name)} ({r.agent.name})</h3>'
+                           f"{stage.section(r)}" for r in runs)
             sections.append((name, stage.heading, body))
     sections.append(("data", "Data behind the plots", _data(runs)))
     document = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"

@@ -116,6 +116,8 @@ class Stage:
     uses_evalset: bool = True
     applies: Callable[[Any], str] = lambda agent: ""
     """why the stage does not apply to an agent (``""``: it does)"""
+    version: int = 1
+    """raised when the stage's results change form (a new column, say), so that cached ones are computed again"""
 
 
 # ---- results on disk ----
@@ -175,6 +177,7 @@ def write_table(path: Path, table: pd.DataFrame) -> None:
 
 def stage_key(stage: Stage, options, evalset: Path | None, needed_keys: dict[str, str]) -> str:
     digest = hashlib.sha256(json.dumps(dataclasses.asdict(options), sort_keys=True, default=str).encode())
+    digest.update(f"version {stage.version}".encode())
     if stage.uses_evalset and evalset is not None:
         digest.update(Path(evalset).read_bytes())
     digest.update(json.dumps(needed_keys, sort_keys=True).encode())

@@ -33,6 +33,7 @@ from scipy import stats
 from analyses import STAGES
 from analyses.analyse import analyse_run
 from analyses.evaluation import EvaluationOptions
+from analyses.findings import Finding, learning, threshold_for
 from analyses.stage import write_table
 from interp.agents import load_agent
 from interp.agents.stepper import step_inputs
@@ -50,8 +51,6 @@ inference (batch 1) in milliseconds, the final checkpoint's mean returns over wh
 uniformly random policy), the mean training return over the run (the thesis's "AUC"), and the first step at which the
 mean of the last 100 training returns reached ``threshold`` (empty if it never did)"""
 FIGURES = COLUMNS[2:-1]
-THRESHOLDS = {"ALE/Pong-": 18.0, "MiniPong-v0": 0.0, "MiniPong-TwoBall-v0": 0.0}
-"""environment id prefix -> the default threshold of ``first_step_at`` (a return that means the game is learned)"""
 
 
 @dataclass(frozen=True)
@@ -100,9 +99,7 @@ class StudyOptions:
         return configure(self.archs[0], "", self.train).env
 
     def threshold_for(self) -> float | None:
-        if self.threshold is not None:
-            return self.threshold
-        return next((value for prefix, value in THRESHOLDS.items() if self.env.startswith(prefix)), None)
+        return self.threshold if self.threshold is not None else threshold_for(self.env)
 
     def grid(self, out: Path) -> list[TrainConfig]:
         """Every run's configuration, architecture by architecture, seed by seed."""
@@ -275,6 +272,40 @@ def _ray_run(job: RunJob) -> tuple[dict, str]:
 def _record_node(run_dir: Path, node: str) -> None:
     with atomic_path(run_dir / "analysis" / "node.txt") as tmp:
         tmp.write_text(node + "\n")
+
+
+# ---- what the study found ----
+
+
+def study_findings(out: Path) -> list[Finding]:
+    """Per architecture: whether it learned in each seed (the final checkpoint's greedy episodes against the random
+    policy's, :func:`analyses.findings.learning`), its greedy return with the interval across seeds, and when it
+    first reached the threshold; then the ranking, and the caveats (a single seed)."""
+    table = pd.read_csv(out / "study.csv")
+    found = []
+    for arch, group in table.groupby("arch", sort=False):
+        verdicts = []
+        for seed in group.seed:
+            learned = [f for f in learning(Run.open(out / "runs" / f"{arch}-s{seed}"))
+                       if "learned" in f.numbers]
+            verdicts.append(bool(learned and learned[0].numbers["learned"]))
+        greedy = group.greedy_return.to_numpy(float)
+        low, high = t_interval(greedy)
+        interval = f" [95% interval {low:+.2f}, {high:+.2f}]" if len(greedy) > 1 else ""
+        reached = group.first_step_at.dropna()
+        first = ("" if group.threshold.isna().all() else f"; reached {group.threshold.iloc[0]:g} in {len(reached)} "
+                 f"of {len(group)}" + (f", at step {reached.median():,.0f} (median)" if len(reached) else ""))
+        text = (f"{arch}: learned in {sum(verdicts)} of {len(verdicts)} seed(s) (greedy above random, Welch's "
+                f"t-test, p < 0.05); greedy {greedy.mean():+.2f}{interval} against random "
+                f"{group.random_return.mean():+.2f}{first}.")
+        found.append(Finding("learning", text, "table", warning=sum(verdicts) * 2 < len(verdicts),
+                             numbers={"arch": arch, "learned": sum(verdicts), "seeds": len(verdicts)}))
+    means = table.groupby("arch", sort=False).greedy_return.mean().sort_values(ascending=False)
+    found.append(Finding("learning", "Ranked by mean greedy return: " + ", ".join(
+        f"{arch} {value:+.2f}" for arch, value in means.items()) + ".", "learning"))
+    if table.groupby("arch").size().min() < 2:
+        found.append(Finding("caveat", "Some architectures have a single seed: no interval across seeds for them."))
+    return found
 
 
 # ---- statistics across seeds ----

@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 
 from analyses import page, plots
-from analyses.report import STYLE
+from analyses.findings import write_findings
+from analyses.report import STYLE, findings_html
 from analyses.stage import write_table
-from analyses.study import FIGURES, StudyOptions, iqm_with_ci, summarise
+from analyses.study import FIGURES, StudyOptions, iqm_with_ci, study_findings, summarise
 from interp.files import atomic_path
 from interp.runs import Run
 from trainers.config import TrainConfig
@@ -162,9 +163,12 @@ def _distinct_settings(config: TrainConfig) -> str:
 def write_study_report(out: Path, options: StudyOptions, table: pd.DataFrame) -> Path:
     """figures/*.png and report.html from the runs' files and study.csv's ``table``."""
     figures = out / "figures"
+    found = study_findings(out)
+    write_findings(out / "findings.json", found)
     curves = learning_curves(out, table)
     write_table(figures / "learning.csv", curves)
-    parts = [("learning", "Learning", page.image(plot_learning(curves, table, figures / "learning.png"),
+    parts = [("findings", "Findings", findings_html({"study": found})),
+             ("learning", "Learning", page.image(plot_learning(curves, table, figures / "learning.png"),
                                                  "training return, IQM over seeds with its bootstrap 95% band"))]
     summary = summarise(table)
     parts.append(("table", "The runs", _summary_html(summary) + "<p>Mean over seeds and its 95% confidence interval "

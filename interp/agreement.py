@@ -200,10 +200,20 @@ def pixel_metrics(p: np.ndarray | Prepared, q: np.ndarray | Prepared) -> dict[st
     return values
 
 
+LOWER_IS_BETTER = ("kl_attention_saliency", "kl_saliency_attention", "emd")
+"""the metrics of :func:`pixel_metrics` whose lower values mean more agreement"""
+
+
+def _better(metric: str, observed: np.ndarray, chance: np.ndarray) -> float:
+    """The share of frames on which ``observed`` beats its chance level (lower for :data:`LOWER_IS_BETTER`)."""
+    return float(np.mean(observed < chance if metric in LOWER_IS_BETTER else observed > chance))
+
+
 def agreement_table(attention: dict[str, np.ndarray], saliency: dict[str, np.ndarray],
                     masks: dict[str, np.ndarray] | None = None, seed: int = 0) -> pd.DataFrame:
     """:func:`agreement` of every attention map (name -> ``[N, S, S]``) with every saliency map (name ->
-    ``[N, S, S]``), each map prepared once. Columns ``attention, saliency, metric, value, chance``."""
+    ``[N, S, S]``), each map prepared once. Columns ``attention, saliency, metric, value, chance, better``
+    (``better``: the share of the frames on which the metric beats its chance level, for tests over frames)."""
     prepared = {}
     for name, maps in attention.items():
         maps = np.clip(np.asarray(maps, dtype=np.float64), 0, None)
@@ -214,20 +224,22 @@ def agreement_table(attention: dict[str, np.ndarray], saliency: dict[str, np.nda
         q = Prepared(maps, GRID)
         for attention_name, (raw, p, p_shuffled) in prepared.items():
             observed, chance = pixel_metrics(p, q), pixel_metrics(p_shuffled, q)
-            rows = [(name, float(np.mean(observed[name])), float(np.mean(chance[name]))) for name in observed]
+            rows = [(name, float(np.mean(observed[name])), float(np.mean(chance[name])),
+                     _better(name, observed[name], chance[name])) for name in observed]
             for name, mask in sorted((masks or {}).items()):
-                area = float(np.mean(mask.reshape(len(mask), -1).mean(1)))
-                rows.append((f"attention_mass/{name}", float(np.mean(object_mass(raw, mask))), area))
-                rows.append((f"saliency_mass/{name}", float(np.mean(object_mass(maps, mask))), area))
-            tables.append(pd.DataFrame(rows, columns=["metric", "value", "chance"]).assign(
+                area = mask.reshape(len(mask), -1).mean(1)
+                for kind, mass in (("attention", object_mass(raw, mask)), ("saliency", object_mass(maps, mask))):
+                    rows.append((f"{kind}_mass/{name}", float(np.mean(mass)), float(np.mean(area)),
+                                 _better("", mass, area)))
+            tables.append(pd.DataFrame(rows, columns=["metric", "value", "chance", "better"]).assign(
                 attention=attention_name, saliency=saliency_name))
-    return pd.concat(tables, ignore_index=True)[["attention", "saliency", "metric", "value", "chance"]]
+    return pd.concat(tables, ignore_index=True)[["attention", "saliency", "metric", "value", "chance", "better"]]
 
 
 def agreement(attention: np.ndarray, saliency: np.ndarray, masks: dict[str, np.ndarray] | None = None,
               seed: int = 0) -> pd.DataFrame:
     """Mean over frames of every metric between ``attention`` and ``saliency`` ``[N, S, S]``, with its chance
     level; with ``masks`` (name -> bool ``[N, S, S]``), each map's mass on each object. Columns ``metric, value,
-    chance``."""
+    chance, better``."""
     table = agreement_table({"": attention}, {"": saliency}, masks, seed)
-    return table[["metric", "value", "chance"]]
+    return table[["metric", "value", "chance", "better"]]

@@ -251,6 +251,21 @@ def _per_arch(item: str) -> tuple[str, dict]:
     return arch, _train_settings(parser.parse_args(shlex.split(text)))
 
 
+def cmd_findings(args: argparse.Namespace) -> None:
+    from analyses.findings import as_text, run_findings, write_findings
+    from analyses.study import study_findings
+    from interp.runs import Run
+
+    if (Path(args.path) / "study.json").is_file():
+        found, where = study_findings(Path(args.path)), Path(args.path) / "findings.json"
+    else:
+        run = Run.open(args.path, analysis=args.out, env=args.env, steps_from=args.steps_from)
+        found, where = run_findings(run), run.analysis / "findings.json"
+    if where.parent.is_dir():
+        write_findings(where, found)
+    print(as_text(found))
+
+
 def cmd_quickstart(args: argparse.Namespace) -> None:
     from analyses.quickstart import quickstart
 
@@ -383,7 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train attention-based Atari agents and analyse them: attention, saliency, LRP, ATOM.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (_add_basics, _add_train, _add_study, _add_evalset, _add_stages, _add_analyse, _add_report):
+    for add in (_add_basics, _add_train, _add_study, _add_evalset, _add_stages, _add_analyse, _add_report,
+                _add_findings):
         add(commands)
     return parser
 
@@ -459,6 +475,21 @@ def _add_analyse(commands) -> None:
     analyse.add_argument("--seed", type=int, default=0,
                          help="seed of those episodes and of a new evaluation set (default: 0)")
     analyse.set_defaults(run=cmd_analyse)
+
+
+def _add_findings(commands) -> None:
+    findings = commands.add_parser(
+        "findings", help="what a run's (or a study's) analyses found, in sentences with their numbers",
+        description="Print the findings computed from the tables of a run (or of a study folder): whether the agent "
+                    "learned (final greedy and sampled returns against random, with a test), when its return first "
+                    "reached the game's threshold, when each object's ATOM share changed most against the return, "
+                    "which attention heads beat chance against which saliency method, which maps fail the sanity "
+                    "check, and the caveats; also written to ANALYSIS/findings.json (STUDY/findings.json).",
+        epilog="example: interp findings runs/quickstart/baseline   |   a study: interp findings runs/study")
+    findings.add_argument("path", metavar="RUN_DIR", help="run directory, or the folder of `interp study`")
+    findings.add_argument("--out", help="the run's analysis folder (default: RUN_DIR/analysis)")
+    _foreign_arguments(findings)
+    findings.set_defaults(run=cmd_findings)
 
 
 def _add_report(commands) -> None:

@@ -7,7 +7,7 @@ from interp.cli import main
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-SECTIONS = ["configuration", "training", "atom", "agreement", "sanity", "stills", "video", "data"]
+SECTIONS = ["findings", "configuration", "training", "atom", "agreement", "sanity", "stills", "video", "data"]
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +49,43 @@ def test_report_loads_plays_and_renders_in_chromium(report, tmp_path):
         browser.close()
     assert errors == []
     assert played["error"] is None and played["time"] > 0 and played["width"] > 0
-    assert headings == ["Configuration", "Training", "ATOM across training", "Attention against saliency",
+    assert headings == ["Findings", "Configuration", "Training", "ATOM across training", "Attention against saliency",
                         "Sanity checks", "Attention stills", "Overlay video", "Data behind the plots"]
     assert len(images) >= 8 and min(images) > 0  # every embedded picture decodes
     shot = cv2.imread(str(screenshot))
     assert shot.shape[0] > 2000 and shot.shape[1] >= 1200
     assert shot.std() > 20 and len(np.unique(shot.reshape(-1, 3), axis=0)) > 1000  # not blank: plots, stills, video
+
+
+def test_findings_open_the_page_and_every_link_reaches_its_figure(report, tmp_path):
+    """On the first screen of a 1200x900 window, before any scrolling: the findings, with the warning that this
+    640-step run did not learn; each finding's link scrolls to an element that exists and holds a figure or table."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(report.as_uri())
+        page.wait_for_load_state("load")
+        box = page.locator("#findings").bounding_box()
+        warnings = page.locator("#findings li.warning").all_inner_texts()
+        page.screenshot(path=str(tmp_path / "first_screen.png"))
+        targets = page.eval_on_selector_all("#findings a", "links => links.map(a => a.getAttribute('href'))")
+        reached = []
+        for target in targets:
+            page.click(f'#findings a[href="{target}"]')
+            reached.append(page.evaluate("""(id) => {
+                const element = document.getElementById(id.slice(1));
+                if (!element) return null;
+                const section = element.closest('section');
+                const top = element.getBoundingClientRect().top;
+                return {visible: top >= -1 && top < window.innerHeight,
+                        content: section.querySelectorAll('img, table').length};
+            }""", target))
+        browser.close()
+    assert box["y"] < 900 and box["y"] + min(box["height"], 300) <= 900  # on the first screen
+    assert any("Did not learn" in text for text in warnings)
+    assert len(targets) >= 3 and all(r is not None and r["visible"] and r["content"] > 0 for r in reached), reached
 
 
 def test_report_errors(tmp_path, capsys):
