@@ -9,11 +9,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from interp.agents import Agent, load_checkpoint
+from interp.agents import Agent
 from interp.agents.stepper import Stepper
 from interp.envs import make_env
 from interp.errors import UserError
 from interp.evalset import EvalSet
+from interp.importers import load_any
 from interp.runs import Run
 
 
@@ -26,14 +27,17 @@ def eligible(masks: dict[str, np.ndarray]) -> bool:
 
 
 def build_evalset(agent: Agent, env_id: str, *, frames: int = 150, context: int = 32, seed: int = 0,
-                  stride: int = 4, max_steps: int = 200_000, reference: str = "", progress: bool = True,
-                  **env_options) -> EvalSet:
-    """Play ``agent`` (sampling its actions with a generator seeded ``seed``) and keep every ``stride``-th step
-    whose frame is eligible (all objects present, none overlapping), with the ``context`` steps before it, until
-    ``frames`` are kept. Frames are the agent's size unless ``env_options`` give ``frame_size``."""
-    if min(frames, context, stride, max_steps) < 1 or seed < 0:
+                  stride: int = 4, play_steps: int = 200_000, reference: str = "", progress: bool = True,
+                  env_options: dict | None = None) -> EvalSet:
+    """Play ``agent`` (sampling its actions with a generator seeded ``seed``, for at most ``play_steps`` steps) and
+    keep every ``stride``-th step whose frame is eligible (all objects present, none overlapping), with the
+    ``context`` steps before it, until ``frames`` are kept. ``env_options`` go to the environment (its own
+    ``max_steps`` among them, a separate thing from ``play_steps``); frames are the agent's size unless they give
+    ``frame_size``."""
+    env_options = dict(env_options or {})
+    if min(frames, context, stride, play_steps) < 1 or seed < 0:
         raise UserError(f"an evaluation set needs frames, context, stride and steps >= 1 and a seed >= 0; got frames "
-                        f"{frames}, context {context}, stride {stride}, steps {max_steps}, seed {seed}")
+                        f"{frames}, context {context}, stride {stride}, steps {play_steps}, seed {seed}")
     env = make_env(env_id, seed=seed, object_masks=True, **{"frame_size": agent.obs_shape[-1], **env_options})
     if tuple(env.observation_space.shape) != agent.obs_shape or int(env.action_space.n) != agent.num_actions:
         raise UserError(f"the reference agent plays observations {agent.obs_shape} with {agent.num_actions} actions; "
@@ -44,7 +48,7 @@ def build_evalset(agent: Agent, env_id: str, *, frames: int = 150, context: int 
     history: deque = deque(maxlen=context)
     kept: list[dict] = []
     bar = tqdm(total=frames, desc="evaluation frames", unit="frame", disable=None if progress else True)
-    for step in range(max_steps):
+    for step in range(play_steps):
         current = (obs, int(stepper.last_action[0]), float(stepper.reward[0]), bool(stepper.done[0]))
         action = stepper.forward(torch.from_numpy(obs)[None])["action"]
         if len(history) == context and step % stride == 0 and eligible(info["object_masks"]):
@@ -62,7 +66,7 @@ def build_evalset(agent: Agent, env_id: str, *, frames: int = 150, context: int 
     bar.close()
     env.close()
     if len(kept) < frames:
-        raise UserError(f"only {len(kept)} eligible frames (all objects present, none overlapping) in {max_steps} "
+        raise UserError(f"only {len(kept)} eligible frames (all objects present, none overlapping) in {play_steps} "
                         f"steps of {env_id}; ask for fewer --frames")
     return _evalset(kept, agent.obs_shape, context, {
         "env": env_id, "seed": seed, "reference": reference, "frame_size": agent.obs_shape[-1], "context": context,
@@ -102,10 +106,12 @@ def evalset_from_checkpoint(source: str | Path, env_id: str, **options) -> EvalS
         source = run.checkpoint(run.final)
     elif not source.exists():
         raise UserError(f"{source}: no such checkpoint or run directory")
-    loaded = load_checkpoint(source)
+    loaded = load_any(source)  # this toolkit's checkpoints and other libraries', as `interp analyse` takes them
     trained_on = loaded.meta.get("env")
     reference = str(source) if trained_on in (None, env_id) else f"{source} (trained on {trained_on})"
-    return build_evalset(loaded.agent, env_id, reference=reference, **options)
+    preprocessing = {"preprocessing": loaded.meta["preprocessing"]} if loaded.meta.get("preprocessing") else {}
+    env_options = {**preprocessing, **options.pop("env_options", {})}
+    return build_evalset(loaded.agent, env_id, reference=reference, env_options=env_options, **options)
 
 
 def ensure_evalset(run: Run, *, frames: int = 150, seed: int = 0, progress: bool = True) -> Path:
@@ -113,6 +119,7 @@ def ensure_evalset(run: Run, *, frames: int = 150, seed: int = 0, progress: bool
     path = run.analysis / "evalset.npz"
     if not path.exists():
         evalset = build_evalset(run.agent, run.environment.id, frames=frames, seed=seed,
-                                reference=str(run.checkpoint(run.final)), progress=progress, **run.environment.options)
+                                reference=str(run.checkpoint(run.final)), progress=progress,
+                                env_options=run.environment.options)
         evalset.save(path)
     return path

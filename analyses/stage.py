@@ -23,6 +23,7 @@ import multiprocessing
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,9 +70,11 @@ class Job:
         loaded = load_any(self.checkpoint, expected_name=self.architecture)
         environment = self.environment.id
         trained_on = loaded.meta.get("env")
-        for name in filter(None, (trained_on, evalset.env if evalset is not None else None)):
-            if name != environment:
-                raise UserError(f"{self.checkpoint} was trained on {trained_on or environment}, not on {name}")
+        if trained_on and trained_on != environment:
+            raise UserError(f"{self.checkpoint} was trained on {trained_on}, not on the run's {environment}")
+        if evalset is not None and evalset.env != environment:
+            raise UserError(f"the evaluation set was played on {evalset.env}, not on the run's {environment} "
+                            f"({self.checkpoint})")
         frames = (tuple(evalset.obs.shape[1:]) if evalset is not None
                   else (loaded.agent.obs_shape[0], self.environment.frame_size, self.environment.frame_size))
         if frames != loaded.agent.obs_shape:
@@ -257,7 +260,25 @@ def run_jobs(jobs: dict[Path, Job], *, workers: int = 1, backend: str = "local",
         bar.close()
 
 
+WORKER_RETRIES = 2
+"""times the jobs left are given to a new pool of processes after a worker died (killed, out of memory)"""
+
+
 def _in_processes(jobs: dict[Path, Job], save: Callable, compute: Callable, workers: int) -> None:
+    """The jobs in ``workers`` processes; when one dies, the jobs not finished go to a new pool (the finished ones
+    are saved already), up to :data:`WORKER_RETRIES` times, then the command ends with one line."""
+    left = dict(jobs)
+    for _ in range(WORKER_RETRIES + 1):
+        try:
+            _one_pool(left, save, compute, workers)
+            return
+        except BrokenProcessPool:
+            left = {path: job for path, job in left.items() if not verified(path)}
+    raise UserError(f"a worker process died {WORKER_RETRIES + 1} times (killed, or out of memory?); the "
+                    f"{len(jobs) - len(left)} results finished are kept, {len(left)} are not: run the command again")
+
+
+def _one_pool(jobs: dict[Path, Job], save: Callable, compute: Callable, workers: int) -> None:
     context = multiprocessing.get_context("spawn")  # no forked copies of torch's thread pools
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                              initargs=(os.getpid(),)) as pool:

@@ -17,7 +17,21 @@ from tqdm import tqdm
 
 from interp import options as flags
 from interp.errors import UserError
-from interp.files import check_writable
+from interp.files import check_writable as _check_writable
+
+
+def check_writable(path, *, folder: bool = False) -> Path:
+    """An output the command may write (:func:`interp.files.check_writable`) that no run owns: a file another
+    command wrote as part of a run (its configuration, metrics, trainer state, checkpoints, analysis tables) is never
+    written over by an unrelated output."""
+    from interp.runs import owner_of
+
+    target = _check_writable(path, folder=folder)
+    owner = "" if folder else owner_of(target)
+    if owner:
+        raise UserError(f"{target} belongs to {owner}; write this output somewhere else")
+    return target
+
 
 RUN_FLAGS = ("evalset", "out", "workers", "backend", "ray_address")
 
@@ -106,10 +120,17 @@ def cmd_evalset(args: argparse.Namespace) -> None:
 
     check_writable(args.out)
     evalset = evalset_from_checkpoint(args.source, args.env, frames=args.frames, context=args.context,
-                                      seed=args.seed, **flags.key_values(args.env_option))
+                                      seed=args.seed, env_options=_env_options(args))
     path = evalset.save(args.out)
     print(f"{path}: {len(evalset)} frames of {args.env} with masks {sorted(evalset.masks)} and {args.context} "
           f"context steps each (reference: {evalset.meta['reference']})")
+
+
+def _env_options(args: argparse.Namespace) -> dict:
+    """``--env-option KEY=VALUE`` items, without the ones the command sets itself."""
+    from interp.envs import check_user_options
+
+    return check_user_options(flags.key_values(getattr(args, "env_option", None)))
 
 
 def _open_run(args: argparse.Namespace):
@@ -165,7 +186,7 @@ def _one_checkpoint(name: str, args: argparse.Namespace, options) -> None:
         raise UserError(f"interp {name} on one checkpoint needs " + ("--evalset" if name == "maps" else "--env"))
     preprocessing = {"preprocessing": loaded.meta["preprocessing"]} if loaded.meta.get("preprocessing") else {}
     environment = Environment(env_id, {"frame_size": loaded.agent.obs_shape[-1], **preprocessing,
-                                       **flags.key_values(getattr(args, "env_option", None))})
+                                       **_env_options(args)})
     job = Job(name, Path(args.run_dir), int(loaded.meta.get("step", 0)), environment, None, options,
               loaded.agent.name, device=resolve_device(args.device))
     agent = job.load(evalset).agent

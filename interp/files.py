@@ -41,6 +41,8 @@ def check_writable(path: str | os.PathLike, *, folder: bool = False) -> Path:
     round, a parent that is a file, or a place without write permission (a read-only file system, say)."""
     from interp.errors import UserError
 
+    if not str(path).strip():
+        raise UserError(f"an empty path is not a {'folder' if folder else 'file'} to write to")
     path = Path(path)
     if path.exists() and path.is_dir() != folder:
         raise UserError(f"{path} is a {'file' if folder else 'folder'}; a {'folder' if folder else 'file'} is "

@@ -30,6 +30,33 @@ from interp.errors import UserError
 from interp.importers import load_any
 
 CHECKPOINT_NAME = re.compile(r"step_(\d{12})\.pt")
+LEFTOVER = re.compile(r"\..+\.[0-9a-f]{8}\.(tmp|csv|json)")
+"""a temporary file of :func:`interp.files.atomic_path` (``.<name>.<8 hex>.<suffix>``)"""
+
+
+RUN_FILES = {"config.json": "its configuration", "metrics.csv": "its training metrics",
+             "trainer_state.pt": "its trainer state"}
+"""the files of a run directory that its commands write, each with what it holds"""
+
+
+def owner_of(path: str | os.PathLike) -> str:
+    """What a file belongs to when it is part of a run a command wrote (``""`` when it is not): the run directory's
+    own files, its checkpoints and TensorBoard events, and the tables and figures its analysis stages wrote. Another
+    command's output must not be written over them."""
+    path = Path(path).absolute()
+    for run in (path.parent, path.parent.parent):
+        if (run / "config.json").is_file() and (run / "checkpoints").is_dir():
+            break
+    else:
+        return ""
+    inside = path.relative_to(run).parts
+    if len(inside) == 1 and inside[0] in RUN_FILES:
+        return f"the run {run}: {RUN_FILES[inside[0]]}"
+    if inside[0] in ("checkpoints", "tensorboard"):
+        return f"the run {run}: its {inside[0]}"
+    if inside[0] == "analysis" and len(inside) == 2 and path.suffix in (".csv", ".png", ".json", ".mp4"):
+        return f"the analysis of the run {run}"
+    return ""
 
 
 def checkpoint_name(step: int) -> str:
@@ -193,6 +220,16 @@ class Run:
     @property
     def state_path(self) -> Path:
         return self.directory / "trainer_state.pt"
+
+    def remove_leftovers(self) -> list[Path]:
+        """Remove what an interrupted writer left in the run directory and its checkpoints: the temporary files of
+        :func:`interp.files.atomic_path` (``.<name>.<8 hex>.<suffix>``), which a SIGKILL leaves behind. Call it
+        holding the run's lock, when no writer can be at work."""
+        leftovers = [path for folder in (self.directory, self.directory / "checkpoints") if folder.is_dir()
+                     for path in folder.iterdir() if LEFTOVER.fullmatch(path.name)]
+        for path in leftovers:
+            path.unlink(missing_ok=True)
+        return leftovers
 
     # ---- exclusive use ----
 

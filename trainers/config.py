@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from interp.cluster import BACKENDS
+from interp.envs import check_user_options
 from interp.errors import UserError
 from interp.precision import PRECISIONS
 
@@ -181,6 +182,7 @@ class TrainConfig:
             return f"until-return must be a finite number, got {self.until_return!r}"
         if not isinstance(self.agent, dict) or not isinstance(self.env_options, dict):
             return "agent and env options must be mappings of names to values"
+        check_user_options(self.env_options)
         return ""
 
     @property

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from interp import precision
 from interp.agents import make_agent, save_checkpoint
-from interp.agents.checkpoint import safe_load
+from interp.agents.checkpoint import renamed, safe_load
 from interp.envs import make_env
 from interp.errors import UserError
 from interp.files import atomic_path
@@ -38,6 +38,7 @@ from trainers import vtrace
 from trainers.actor import TrainerError
 from trainers.config import TrainConfig
 from trainers.optim import RMSpropTF
+from trainers.rollouts import check_slots_fit, rollout_fields
 from trainers.workers import Workers, make_workers
 
 
@@ -160,8 +161,11 @@ class Trainer:
         probe = make_env(config.env, frame_size=config.frame_size, **config.env_options)
         self.obs_shape, self.num_actions = probe.observation_space.shape, int(probe.action_space.n)
         probe.close()
-        self.agent = make_agent(config.arch, self.obs_shape, self.num_actions, seed=config.seed,
-                                **config.agent).to(self.device)
+        agent = make_agent(config.arch, self.obs_shape, self.num_actions, seed=config.seed, **config.agent)
+        check_slots_fit(rollout_fields(agent, self.obs_shape, self.num_actions),  # before the run is written
+                        agent.initial_state(config.envs_per_actor), config.buffer_slots, config.unroll,
+                        config.envs_per_actor)
+        self.agent = agent.to(self.device)
         optimizer = RMSpropTF if config.optimizer == "rmsprop_tf1" else torch.optim.RMSprop
         self.optimizer = optimizer(self.agent.parameters(), lr=config.lr, alpha=config.rmsprop_alpha,
                                    eps=config.rmsprop_eps, momentum=config.rmsprop_momentum)
@@ -175,6 +179,7 @@ class Trainer:
     def run(self) -> Path:
         """Train until ``config.steps`` (or SIGINT/SIGTERM); returns the final checkpoint's path."""
         with self.run_files.lock("interp train"), self._process_settings():
+            self.run_files.remove_leftovers()
             if self.resume:
                 self._restore()
                 if finished := self._finished():
@@ -336,7 +341,7 @@ class Trainer:
                             f"{', '.join(changed)} cannot change on --resume")
         try:
             state = safe_load(path, self.device)  # torch's own refusal would advise loading it unsafely
-            self.agent.load_state_dict(state["model"])
+            self.agent.load_state_dict(renamed(state["model"], self.agent.state_dict(), path))
             self.optimizer.load_state_dict(state["optimizer"])
             self.step, self.elapsed, self.updates = int(state["step"]), float(state["elapsed"]), int(state["updates"])
             self.returns.extend(state["returns"])

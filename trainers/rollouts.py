@@ -16,11 +16,16 @@ actor ever loads half-written weights.
 
 from __future__ import annotations
 
+import math
+import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
+
+from interp.errors import UserError
 
 FREE, FULL = 0, 1
 
@@ -54,6 +59,38 @@ def rollout_fields(agent: nn.Module, obs_shape: tuple[int, ...], num_actions: in
     return fields
 
 
+def check_slots_fit(fields: dict[str, Field], initial_state: tuple[torch.Tensor, ...], slots: int, unroll: int,
+                    envs: int, shared: bool = True) -> None:
+    """Refuse rollout slots the machine has no room for (:func:`check_room`), before any is allocated."""
+    needed = slots * ((unroll + 1) * envs * sum(math.prod(f.shape) * f.dtype.itemsize for f in fields.values())
+                      + sum(s.numel() * s.element_size() for s in initial_state))
+    check_room(needed, shared, f"{slots} rollout slots of {unroll + 1} steps x {envs} environments")
+
+
+def check_room(needed: int, shared: bool, what: str) -> None:
+    """Refuse, before allocating, ``needed`` bytes that the machine does not have: its available memory, and for
+    shared memory the free space of ``/dev/shm`` where it lives."""
+    room = {"available memory": _available_memory()}
+    if shared and Path("/dev/shm").is_dir():
+        room["free shared memory (/dev/shm)"] = shutil.disk_usage("/dev/shm").free
+    short = {name: free for name, free in room.items() if free is not None and needed > free}
+    if short:
+        name, free = next(iter(short.items()))
+        raise UserError(f"{what} need {needed / 2**30:.1f} GiB, more than the {free / 2**30:.1f} GiB of {name}; "
+                        "use fewer --num-buffers, a smaller --batch-size, --unroll or --envs-per-actor")
+
+
+def _available_memory() -> int | None:
+    """MemAvailable of ``/proc/meminfo`` in bytes (None where there is none)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
 class RolloutBuffers:
     """``slots`` rollouts of ``[T + 1, E, ...]`` per field, plus each slot's initial agent state, in shared memory
     (``shared=False``: in the process's own memory, for an actor that sends its rollouts another way)."""
@@ -64,6 +101,7 @@ class RolloutBuffers:
             tensor = torch.zeros(*shape, dtype=dtype)
             return tensor.share_memory_() if shared else tensor
 
+        check_slots_fit(fields, initial_state, slots, unroll, envs, shared)
         self.fields = fields
         self.data = {name: zeros(slots, unroll + 1, envs, *f.shape, dtype=f.dtype) for name, f in fields.items()}
         self.states = tuple(zeros(slots, *s.shape, dtype=s.dtype) for s in initial_state)

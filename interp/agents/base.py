@@ -16,6 +16,8 @@
 from __future__ import annotations
 
 import math
+import types
+import typing
 from dataclasses import asdict, dataclass, fields
 from typing import ClassVar
 
@@ -48,7 +50,12 @@ class AgentConfig:
     differences between two frames shrink ~10x before the heads"""
 
     def __post_init__(self) -> None:
-        """Every size an agent takes (a count of layers, heads, steps, channels...) is a whole number >= 1."""
+        """Every option has its field's type (``true``/``false`` written as text are read as booleans, a list as
+        a tuple; anything else of another type is refused), and every size an agent takes (a count of layers,
+        heads, steps, channels...) is a whole number >= 1."""
+        hints = typing.get_type_hints(type(self))
+        for field in fields(self):
+            object.__setattr__(self, field.name, _typed(field.name, getattr(self, field.name), hints[field.name]))
         if self.init not in INITIALISATIONS:
             raise ValueError(f"init must be one of {INITIALISATIONS}, got {self.init!r}")
         for field in fields(self):
@@ -57,6 +64,25 @@ class AgentConfig:
             if not isinstance(value, bool) and any(isinstance(v, int) for v in sizes) and not all(
                     isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sizes):
                 raise ValueError(f"{field.name} must be whole numbers >= 1, got {value!r}")
+
+
+def _typed(name: str, value, kind):
+    """``value`` as the type ``kind`` of the option ``name`` (see :meth:`AgentConfig.__post_init__`)."""
+    members = [k for k in typing.get_args(kind) if k is not type(None)] if typing.get_origin(kind) in (
+        typing.Union, types.UnionType) else [kind]
+    if value is None and len(members) < len(typing.get_args(kind)):
+        return value
+    kind = members[0]
+    if kind is bool and isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if typing.get_origin(kind) is tuple and isinstance(value, list | tuple):
+        return tuple(value)
+    plain = typing.get_origin(kind) or kind
+    number = kind is float and isinstance(value, int) and not isinstance(value, bool)
+    if not (number or isinstance(value, plain)) or (plain is int and isinstance(value, bool)):
+        expected = {bool: "true or false", int: "a whole number", float: "a number", str: "a name"}.get(plain, plain)
+        raise ValueError(f"{name} takes {expected}, got {value!r}")
+    return float(value) if number else value
 
 
 class Agent(nn.Module):

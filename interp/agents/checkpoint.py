@@ -74,6 +74,9 @@ def load_checkpoint(path: str | os.PathLike, *, expected_name: str | None = None
         raise CheckpointError(f"{path}: unknown architecture {name!r} (known: {', '.join(AGENTS)})")
     if expected_name is not None and name != expected_name:
         raise CheckpointError(f"{path}: holds a {name!r} agent, not {expected_name!r}")
+    problem = _size_problem(description)
+    if problem:
+        raise CheckpointError(f"{path}: {problem}")
     try:
         agent = make_agent(name, tuple(description["obs_shape"]), int(description["num_actions"]),
                            **description.get("config", {}))
@@ -82,6 +85,22 @@ def load_checkpoint(path: str | os.PathLike, *, expected_name: str | None = None
     _load_weights(agent, state_dict, path)
     agent.to(map_location).eval()
     return Checkpoint(agent, meta, path)
+
+
+MAX_ACTIONS, MAX_CHANNELS, MAX_SIDE = 18, 16, 256
+
+
+def _size_problem(description: dict) -> str:
+    """What is wrong with the sizes a checkpoint's description gives, checked before they are allocated."""
+    shape, actions = description.get("obs_shape"), description.get("num_actions")
+    whole = [s for s in shape if isinstance(s, int) and not isinstance(s, bool)] if isinstance(shape, list) else []
+    if len(whole) != 3 or len(shape) != 3 or not (1 <= whole[0] <= MAX_CHANNELS and 8 <= whole[1] <= MAX_SIDE
+                                                  and whole[1] == whole[2]):
+        return (f"observations of shape {shape!r}; an agent takes [C, S, S] with C up to {MAX_CHANNELS} and S from 8 "
+                f"to {MAX_SIDE}")
+    if not (isinstance(actions, int) and not isinstance(actions, bool) and 1 <= actions <= MAX_ACTIONS):
+        return f"{actions!r} actions; an Atari game has 1 to {MAX_ACTIONS}"
+    return ""
 
 
 def safe_load(path: Path, map_location: str | torch.device = "cpu", *, mmap: bool = False,
@@ -121,11 +140,22 @@ LEGACY_NAMES = {"heads.": "actor_critic."}
 """weight-name prefixes of earlier checkpoints -> today's (the policy and value head was called ``heads``)"""
 
 
-def _load_weights(agent: Agent, state_dict: dict, path: Path) -> None:
-    own = agent.state_dict()
+def renamed(state_dict: dict, own: dict, path: Path) -> dict:
+    """``state_dict`` with the weight names of earlier checkpoints (:data:`LEGACY_NAMES`) mapped onto today's names in
+    ``own``; one that holds both an old and a new name of the same part is a :class:`CheckpointError` (which of the
+    two to load could only be guessed)."""
     for old, new in LEGACY_NAMES.items():
+        if any(k.startswith(old) for k in state_dict) and any(k.startswith(new) for k in state_dict):
+            raise CheckpointError(f"{path}: holds both {old}* and {new}* weights of the same layers (an older and a "
+                                  "newer name); which to load is not clear")
         state_dict = {(new + k[len(old):] if k.startswith(old) and new + k[len(old):] in own else k): v
                       for k, v in state_dict.items()}
+    return state_dict
+
+
+def _load_weights(agent: Agent, state_dict: dict, path: Path) -> None:
+    own = agent.state_dict()
+    state_dict = renamed(state_dict, own, path)
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
     mismatched = sorted(k for k in set(own) & set(state_dict) if own[k].shape != state_dict[k].shape)

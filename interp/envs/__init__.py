@@ -31,6 +31,19 @@ ATARI_OPTIONS = ("modifications", "noop_max", "repeat_action_probability", "full
 TESTED_ATARI_GAMES = ("ALE/Pong-v5", "ALE/Breakout-v5", "ALE/Enduro-v5", "ALE/MsPacman-v5", "ALE/Seaquest-v5")
 
 
+SET_BY_COMMANDS = {"frame_size": "--frame-size", "seed": "--seed", "object_masks": "the analyses themselves"}
+"""environment options a command sets itself -> what sets them; given again as an option they would clash"""
+
+
+def check_user_options(options: dict) -> dict:
+    """Refuse the environment options a user gives that a command sets itself (:data:`SET_BY_COMMANDS`)."""
+    clashing = sorted(set(options) & set(SET_BY_COMMANDS))
+    if clashing:
+        raise EnvironmentOptionError(f"environment option(s) {clashing} are not options: "
+                                     + "; ".join(f"{name} is set by {SET_BY_COMMANDS[name]}" for name in clashing))
+    return options
+
+
 class UnknownEnvironmentError(UserError, ValueError):
     """An environment id that is neither MiniPong nor an ALE game."""
 

@@ -19,6 +19,7 @@ Every variation ends after ``points`` points (the decoy scores none) or is trunc
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -67,8 +68,13 @@ class MiniPongConfig:
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown MiniPong variant {self.variant!r}; expected one of {VARIANTS}")
-        if self.points < 1 or self.max_steps < 1 or self.frame_size < 8:
-            raise ValueError("points and max_steps must be positive and frame_size at least 8")
+        whole = all(isinstance(v, int) and not isinstance(v, bool) for v in (self.points, self.max_steps,
+                                                                             self.frame_size))
+        if not whole or self.points < 1 or self.max_steps < 1 or self.frame_size < 8:
+            raise ValueError("points and max_steps must be whole numbers >= 1 and frame_size at least 8, got "
+                             f"{self.points!r}, {self.max_steps!r}, {self.frame_size!r}")
+        if not (isinstance(self.enemy_speed, int | float) and math.isfinite(self.enemy_speed) and self.enemy_speed > 0):
+            raise ValueError(f"enemy_speed must be a finite number > 0, got {self.enemy_speed!r}")
 
 
 class MiniPongGame:

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from interp.agents import Agent, Checkpoint, CheckpointError
 
 
@@ -24,9 +26,19 @@ class Importer:
     """where the step is in the library's file names (one group)"""
 
 
-def map_weights(agent: Agent, source: dict, names: dict[str, str], path: Path, what: str) -> Agent:
+def map_weights(agent: Agent, source: dict, names: dict[str, str], path: Path, what: str,
+                ignored: tuple[str, ...] = ()) -> Agent:
     """Load the source's tensors into ``agent``: ``names`` maps each of the agent's parameter names to the source's.
-    A state dict of another network (a name missing, a shape that differs) is a :class:`CheckpointError`."""
+    A state dict of another network (a name missing, a shape that differs, or a weight that is neither mapped nor
+    known to be unused, i.e. starting with one of ``ignored``) is a :class:`CheckpointError`."""
+    not_tensors = sorted(str(k) for k, v in source.items() if not isinstance(v, torch.Tensor))
+    if not_tensors:
+        raise CheckpointError(f"{path}: not {what} (entries that are not tensors: {', '.join(not_tensors[:3])})")
+    unknown = sorted(k for k in source if k not in set(names.values()) and not k.startswith(ignored))
+    if unknown:
+        raise CheckpointError(f"{path}: not {what}: it holds weights of layers this network does not have "
+                              f"({', '.join(unknown[:3])}{' ...' if len(unknown) > 3 else ''}), e.g. a recurrent "
+                              "policy's LSTM; they would be dropped silently")
     own = agent.state_dict()
     missing = sorted(theirs for ours, theirs in names.items() if theirs not in source)
     wrong = sorted(theirs for ours, theirs in names.items()

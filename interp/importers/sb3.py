@@ -31,14 +31,40 @@ def is_sb3_zip(path: Path) -> bool:
         return {"data", "policy.pth"} <= set(archive.namelist())
 
 
+MEMBER_LIMITS = {"data": 16 * 2**20, "policy.pth": 512 * 2**20}
+"""the largest ``data`` and ``policy.pth`` read, in bytes (an Atari CnnPolicy's are a few kB and ~13 MB)"""
+
+
+def _member(archive: zipfile.ZipFile, name: str, path: Path) -> bytes:
+    """One member's bytes, its declared size, encryption and compression checked before anything is inflated (a
+    zip bomb is refused, not inflated), and never more than its limit read."""
+    info = archive.getinfo(name)
+    limit = MEMBER_LIMITS[name]
+    if info.flag_bits & 0x1:
+        raise CheckpointError(f"{path}: its {name} is encrypted")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise CheckpointError(f"{path}: its {name} is compressed with method {info.compress_type}, not one "
+                              "Stable-Baselines3 writes (stored or deflated)")
+    if info.file_size > limit:
+        raise CheckpointError(f"{path}: its {name} would inflate to {info.file_size / 2**20:,.0f} MiB, more than "
+                              f"the {limit / 2**20:.0f} MiB an Atari policy's takes")
+    with archive.open(info) as member:
+        content = member.read(limit + 1)
+    if len(content) > limit:
+        raise CheckpointError(f"{path}: its {name} inflates beyond its declared size")
+    return content
+
+
 def _read(path: Path) -> tuple[dict, dict]:
     """``data`` (plain JSON) and the policy's weights."""
     try:
         with zipfile.ZipFile(path) as archive:
-            data = json.loads(archive.read("data"))
-            weights = safe_load(path, content=archive.read("policy.pth"))
-    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, KeyError) as error:
-        raise CheckpointError(f"{path}: not a readable Stable-Baselines3 file ({error})") from None
+            data = json.loads(_member(archive, "data", path))
+            weights = safe_load(path, content=_member(archive, "policy.pth", path))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, json.JSONDecodeError, UnicodeDecodeError, KeyError, EOFError,
+            OSError) as error:
+        raise CheckpointError(f"{path}: not a readable Stable-Baselines3 file (a damaged archive: "
+                              f"{str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
     if not isinstance(data, dict) or not isinstance(weights, dict):
         raise CheckpointError(f"{path}: not a Stable-Baselines3 file (no policy weights and data)")
     return data, weights
@@ -111,7 +137,8 @@ def build(path: Path, payload=None) -> Checkpoint:
                  "actor_critic.policy.bias": "action_net.bias", "actor_critic.baseline.weight": "value_net.weight",
                  "actor_critic.baseline.bias": "value_net.bias"}
     agent = make_agent("baseline", obs_shape, actions, scale_frames=scale, head=head)
-    map_weights(agent, weights, names, path, f"a Stable-Baselines3 {algorithm} CnnPolicy with the Nature CNN")
+    map_weights(agent, weights, names, path, f"a Stable-Baselines3 {algorithm} CnnPolicy with the Nature CNN",
+                ignored=("pi_features_extractor.", "vf_features_extractor.", "q_net_target."))
     meta = {"source": "sb3", "algorithm": algorithm, "preprocessing": "sb3", "env": None,
             "value": "max_q" if head == "q_values" else "critic", "step": steps}
     return Checkpoint(agent, meta, path)

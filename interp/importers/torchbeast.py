@@ -14,6 +14,9 @@ import torch
 from interp.agents import Checkpoint, CheckpointError, make_agent
 from interp.importers.base import Importer, gym_env_id, map_weights
 
+REQUIRED = ("conv1.weight", "fc.weight", "policy.weight")
+"""the tensors whose shapes size the agent"""
+
 
 def recognises(path: Path, payload) -> bool:
     return isinstance(payload, dict) and isinstance(payload.get("model_state_dict"), dict)
@@ -33,10 +36,15 @@ def _lstm(weights: dict, layers: int = 2) -> dict:
 def build(path: Path, payload) -> Checkpoint:
     weights, flags = payload["model_state_dict"], payload.get("flags")
     flags = flags if isinstance(flags, dict) else {}
-    if "conv1.weight" not in weights or "policy.weight" not in weights:
-        raise CheckpointError(f"{path}: not a state dict of TorchBeast's AtariNet")
+    missing = [name for name in REQUIRED if not isinstance(weights.get(name), torch.Tensor)]
+    if missing:
+        raise CheckpointError(f"{path}: not a state dict of TorchBeast's AtariNet (no {', '.join(missing)} tensor)")
     use_lstm = "core.weight_ih_l0" in weights
-    source = {**weights, **(_lstm(weights) if use_lstm else {})}
+    try:
+        source = {**weights, **(_lstm(weights) if use_lstm else {})}
+    except (KeyError, TypeError, RuntimeError) as error:
+        raise CheckpointError(f"{path}: not TorchBeast's AtariNet (its LSTM core is incomplete or not tensors: "
+                              f"{error})") from None
     names = {f"vision.net.{index}.{kind}": f"conv{number}.{kind}" for number, index in ((1, 0), (2, 2), (3, 4))
              for kind in ("weight", "bias")}
     names.update({"fc.1.weight": "fc.weight", "fc.1.bias": "fc.bias", "actor_critic.policy.weight": "policy.weight",
@@ -47,7 +55,8 @@ def build(path: Path, payload) -> Checkpoint:
     channels, actions = weights["conv1.weight"].shape[1], weights["policy.weight"].shape[0]
     agent = make_agent("atarinet", (channels, 84, 84), int(actions), use_lstm=use_lstm,
                        hidden=int(weights["fc.weight"].shape[0]))
-    map_weights(agent, source, names, path, "TorchBeast's AtariNet")
+    map_weights(agent, source, names, path, "TorchBeast's AtariNet",
+                ignored=("core.weight_", "core.bias_") if use_lstm else ())
     meta = {"source": "torchbeast", "algorithm": "IMPALA", "preprocessing": "deepmind",
             "env": gym_env_id(flags.get("env")), "value": "critic"}
     return Checkpoint(agent, meta, path)
