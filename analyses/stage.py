@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import multiprocessing
 import os
 from collections.abc import Callable
@@ -260,6 +261,7 @@ def run_jobs(jobs: dict[Path, Job], *, workers: int = 1, backend: str = "local",
         bar.close()
 
 
+LOG = logging.getLogger(__name__)
 WORKER_RETRIES = 2
 """times the jobs left are given to a new pool of processes after a worker died (killed, out of memory)"""
 
@@ -274,6 +276,7 @@ def _in_processes(jobs: dict[Path, Job], save: Callable, compute: Callable, work
             return
         except BrokenProcessPool:
             left = {path: job for path, job in left.items() if not verified(path)}
+            LOG.warning("a worker process died; its %d unfinished job(s) go to new processes", len(left))
     raise UserError(f"a worker process died {WORKER_RETRIES + 1} times (killed, or out of memory?); the "
                     f"{len(jobs) - len(left)} results finished are kept, {len(left)} are not: run the command again")
 

@@ -187,15 +187,20 @@ class Run:
         return self.agent.name
 
     def check_architecture(self) -> None:
-        """Every checkpoint holds an agent of the run's architecture (a foreign one would mix two agents into one
-        table); reading only each file's description."""
+        """Every checkpoint holds an agent of the run's architecture, trained on the run's environment where it
+        says (a foreign one would mix two agents into one table); reading only each file's description, before any
+        analysis starts."""
         for path in self.checkpoints.values():
             payload = safe_load(path, mmap=True) if path.suffix == ".pt" else None  # the weights are not read
-            name = (payload.get("agent", {}).get("name") if isinstance(payload, dict) and "agent" in payload
-                    else load_any(path).agent.name)
+            own = isinstance(payload, dict) and "agent" in payload
+            name = payload.get("agent", {}).get("name") if own else load_any(path).agent.name
             if name != self.architecture:
                 raise UserError(f"{path} holds a {name!r} agent, not the run's {self.architecture!r} (its final "
                                 f"checkpoint's); move it out of {self.directory / 'checkpoints'}")
+            trained_on = payload.get("meta", {}).get("env") if own and isinstance(payload.get("meta"), dict) else None
+            if trained_on and trained_on != self.environment.id:
+                raise UserError(f"{path} was trained on {trained_on}, not on the run's {self.environment.id}; move "
+                                f"it out of {self.directory / 'checkpoints'}")
 
     # ---- the files interp train writes ----
 

@@ -93,8 +93,53 @@ def garbled(folder: Path, name: str, text: str) -> Path:
     return run
 
 
+def both_head_names(folder: Path) -> Path:
+    """A checkpoint with its head's weights under both the old name (heads.) and today's (actor_critic.)."""
+    return spoiled_checkpoint(folder, lambda p: p["state_dict"].update(
+        {k.replace("actor_critic.", "heads."): v.clone() for k, v in p["state_dict"].items()
+         if k.startswith("actor_critic.")}))
+
+
+def of_another_env(folder: Path) -> Path:
+    """A run of MiniPong-v0 holding a checkpoint trained on MiniPong-TwoBall-v0."""
+    run = folder / "other_env"
+    if not run.exists():
+        assert main(["train", "--arch", "baseline", "--out", str(run), *TINY]) == 0
+        save_checkpoint(run / "checkpoints" / "step_000000000032.pt", make_agent("baseline", num_actions=3),
+                        env="MiniPong-TwoBall-v0")
+    return run
+
+
+def new(w: Path) -> list[str]:
+    return ["train", "--arch", "baseline", "--out", str(w / "new"), "--steps", "64"]
+
+
 # (case, argv from the world folder, words the one line must contain)
 CASES = [
+    ("rollout slots beyond memory (batch)", lambda w: [*new(w), "--batch-size", "1000000"], "GiB"),
+    ("rollout slots beyond memory (buffers)", lambda w: [*new(w), "--num-buffers", "100000000"], "GiB"),
+    ("env option frame_size", lambda w: [*new(w), "--env-option", "frame_size=42"], "set by --frame-size"),
+    ("env option seed", lambda w: [*new(w), "--env-option", "seed=5"], "set by --seed"),
+    ("env option enemy_speed NaN", lambda w: [*new(w), "--env-option", "enemy_speed=NaN"], "enemy_speed"),
+    ("env option points 2.5", lambda w: [*new(w), "--env-option", "points=2.5"], "whole numbers"),
+    ("agent option 1 for a boolean", lambda w: [*new(w), "--agent-option", "scale_frames=1"], "true or false"),
+    ("agent option text for a number", lambda w: [*new(w), "--agent-option", "hidden=big"], "a whole number"),
+    ("train into an empty path", lambda w: ["train", "--arch", "baseline", "--out", ""], "empty path"),
+    ("evalset over the trainer state", lambda w: ["evalset", str(w / "run"), "--env", "MiniPong-v0", "--out",
+                                                  str(w / "run" / "trainer_state.pt")], "belongs to the run"),
+    ("report over the metrics", lambda w: ["report", str(w / "run"), "--out", str(w / "run" / "metrics.csv")],
+     "belongs to the run"),
+    ("evalset into the checkpoints", lambda w: ["evalset", str(w / "run"), "--env", "MiniPong-v0", "--out",
+                                                str(w / "run" / "checkpoints" / "e.npz")], "its checkpoints"),
+    ("both old and new head names", lambda w: ["evalset", str(both_head_names(w)), "--env", "MiniPong-v0",
+                                               "--out", str(w / "e.npz")], "holds both heads.* and actor_critic.*"),
+    ("1e11 actions", lambda w: ["evalset", str(spoiled_checkpoint(w, lambda p: p["agent"].update(
+        num_actions=10**11))), "--env", "MiniPong-v0", "--out", str(w / "e.npz")], "actions; an Atari game"),
+    ("frames of 1e7 pixels", lambda w: ["evalset", str(spoiled_checkpoint(w, lambda p: p["agent"].update(
+        obs_shape=[4, 84, 10**7]))), "--env", "MiniPong-v0", "--out", str(w / "e.npz")], "observations of shape"),
+    ("a checkpoint of another environment", lambda w: ["atom", str(of_another_env(w)), "--evalset",
+                                                       str(w / "eval.npz"), "--methods", ""],
+     "trained on MiniPong-TwoBall-v0, not on the run's MiniPong-v0"),
     ("batch size -4", lambda w: ["train", "--arch", "baseline", "--out", str(w / "new"), "--batch-size", "-4"],
      "batch-size -4"),
     ("batch size 0", lambda w: ["train", "--arch", "baseline", "--out", str(w / "new"), "--batch-size", "0"],
@@ -169,7 +214,8 @@ CASES = [
     ("checkpoint without agent", lambda w: ["evalset", str(spoiled_checkpoint(w, lambda p: p.pop("agent"))),
                                             "--env", "MiniPong-v0", "--out", str(w / "e.npz")], "description"),
     ("checkpoint without obs shape", lambda w: ["evalset", str(spoiled_checkpoint(
-        w, lambda p: p["agent"].pop("obs_shape"))), "--env", "MiniPong-v0", "--out", str(w / "e.npz")], "config"),
+        w, lambda p: p["agent"].pop("obs_shape"))), "--env", "MiniPong-v0", "--out", str(w / "e.npz")],
+     "observations of shape None"),
     ("checkpoint config not a dict", lambda w: ["evalset", str(spoiled_checkpoint(
         w, lambda p: p["agent"].update(config=[1]))), "--env", "MiniPong-v0", "--out", str(w / "e.npz")],
      "description"),

@@ -18,6 +18,7 @@ import torch
 from interp.agents import load_checkpoint
 from interp.cli import main
 from interp.errors import UserError
+from interp.runs import Run
 from trainers.config import TrainConfig
 from trainers.impala import Trainer, resume_config
 
@@ -188,7 +189,81 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _cmdline(pid: int) -> bytes:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    return b""
+
+
 def _alive(pid: int) -> bool:
     with contextlib.suppress(OSError):
         return (Path(f"/proc/{pid}") / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     return False
+
+
+def small_run(tmp_path: Path, name: str = "run", steps: int = 96) -> Path:
+    run = tmp_path / name
+    assert main(["train", "--arch", "baseline", "--out", str(run), "--steps", str(steps), "--actors", "0",
+                 "--envs-per-actor", "2", "--batch-size", "2", "--unroll", "8", "--checkpoint-every", "32",
+                 "--first-checkpoint", "16"]) == 0
+    return run
+
+
+def test_a_killed_analysis_worker_is_replaced_and_every_result_kept(tmp_path):
+    """SIGKILL of one of `interp atom --workers 2`'s workers: its job goes to a new pool, the others are kept."""
+    run = small_run(tmp_path)
+    assert main(["evalset", str(run), "--env", "MiniPong-v0", "--frames", "3", "--context", "2", "--out",
+                 str(tmp_path / "eval.npz")]) == 0
+    process = subprocess.Popen([sys.executable, "-m", "interp.cli", "atom", str(run), "--evalset",
+                                str(tmp_path / "eval.npz"), "--workers", "2", "--methods", "gradient"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def workers() -> list[int]:
+        return [pid for pid in _children(process.pid) if b"spawn_main" in _cmdline(pid)]
+
+    wait_for(lambda: len(workers()) >= 2, timeout=180)
+    os.kill(workers()[0], signal.SIGKILL)
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr
+    assert "a worker process died" in stderr
+    table = (run / "analysis" / "atom.csv").read_text()
+    steps = {int(line.split(",")[0]) for line in table.splitlines()[1:]}
+    assert steps == set(Run.open(run).steps)  # every checkpoint's rows
+
+
+def test_a_run_saved_before_the_head_was_renamed_resumes(tmp_path):
+    run = small_run(tmp_path, steps=32)
+    state = torch.load(run / "trainer_state.pt", weights_only=True)
+    state["model"] = {k.replace("actor_critic.", "heads."): v for k, v in state["model"].items()}
+    torch.save(state, run / "trainer_state.pt")
+    train = Trainer(resume_config(run, steps=64), resume=True, progress=False)
+    assert int(load_checkpoint(train.run()).meta["step"]) == 64
+
+
+def test_temporary_files_a_killed_trainer_left_are_removed(tmp_path):
+    run = small_run(tmp_path, steps=32)
+    leftovers = [run / "checkpoints" / ".step_000000000064.pt.0a1b2c3d.tmp", run / ".trainer_state.pt.deadbeef.tmp",
+                 run / ".metrics.csv.12345678.csv"]
+    for path in leftovers:
+        path.write_bytes(b"half-written")
+    kept = run / "checkpoints" / "notes.txt"  # not a temporary of the trainer: left alone
+    kept.write_text("mine")
+    Trainer(resume_config(run, steps=64), resume=True, progress=False).run()
+    assert not any(path.exists() for path in leftovers) and kept.exists()
+
+
+def test_typed_options_mean_what_they_say(tmp_path):
+    """`--agent-option scale_frames=False` is False (not the true string "False"); `--env-option max_steps=300` is
+    MiniPong's episode limit, not the evaluation set's play budget."""
+    run = tmp_path / "run"
+    assert main(["train", "--arch", "baseline", "--out", str(run), "--steps", "32", "--actors", "0",
+                 "--envs-per-actor", "2", "--batch-size", "2", "--unroll", "8", "--agent-option",
+                 "scale_frames=False"]) == 0
+    assert load_checkpoint(run / "checkpoints" / "step_000000000032.pt").agent.config.scale_frames is False
+    assert main(["evalset", str(run), "--env", "MiniPong-v0", "--frames", "3", "--context", "2", "--out",
+                 str(tmp_path / "eval.npz"), "--env-option", "max_steps=300"]) == 0
+    import json
+
+    import numpy as np
+    meta = json.loads(str(np.load(tmp_path / "eval.npz")["meta"]))
+    assert meta["env_options"] == {"max_steps": 300}

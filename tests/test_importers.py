@@ -6,6 +6,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -370,3 +371,114 @@ def test_a_bad_step_pattern_is_one_line(tmp_path, pattern, message):
     torch.save(CleanRLAgent(6).state_dict(), tmp_path / "agent_500.cleanrl_model")
     torch.save(CleanRLAgent(6).state_dict(), tmp_path / "agent_abc.cleanrl_model")
     assert message in one_line_error(["analyse", str(tmp_path), "--env", GAME, "--steps-from", pattern])
+
+
+def rewritten(source: Path, target: Path, **changes) -> Path:
+    """A copy of an SB3 zip with members replaced: ``data`` (a dict merged into its JSON), ``policy`` (a state dict,
+    or raw bytes), ``compress`` (the compression of policy.pth), ``flag_bits`` (of policy.pth)."""
+    with zipfile.ZipFile(source) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    if "data" in changes:
+        members["data"] = json.dumps({**json.loads(members["data"]), **changes["data"]}).encode()
+    if "policy" in changes:
+        policy = changes["policy"]
+        if isinstance(policy, dict):
+            buffer = io.BytesIO()
+            torch.save(policy, buffer)
+            policy = buffer.getvalue()
+        members["policy.pth"] = policy
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(target, "w") as archive:
+        for name, content in members.items():
+            info = zipfile.ZipInfo(name)
+            if name == "policy.pth":
+                info.compress_type = changes.get("compress", zipfile.ZIP_DEFLATED)
+            archive.writestr(info, content)
+    if changes.get("flag_bits"):  # zipfile writes its own flags: set the bit in both headers of policy.pth
+        content = bytearray(target.read_bytes())
+        for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+            at = -1
+            while (at := content.find(signature, at + 1)) >= 0:
+                name_at = at + (30 if offset == 6 else 46)
+                if content[name_at:name_at + 10] == b"policy.pth":
+                    content[at + offset] |= changes["flag_bits"]
+        target.write_bytes(bytes(content))
+    return target
+
+
+def sb3_weights(sb3_runs) -> dict:
+    with zipfile.ZipFile(sb3_runs / "ppo" / "rl_model_64_steps.zip") as archive:
+        return torch.load(io.BytesIO(archive.read("policy.pth")), weights_only=True)
+
+
+SB3_DEFECTS = [
+    ("observations of 84 x 84", {"data": {"observation_space": {"_shape": [84, 84]}}}, "observations of shape"),
+    ("observations of 1e7 pixels", {"data": {"observation_space": {"_shape": [4, 84, 1e7]}}}, "observations of shape"),
+    ("-3 actions", {"data": {"action_space": {"n": -3}}}, "-3 actions"),
+    ("many timesteps", {"data": {"num_timesteps": "many"}}, "not a step count"),
+    ("encrypted policy", {"flag_bits": 0x1}, "encrypted"),
+    ("bzip2 policy", {"compress": zipfile.ZIP_BZIP2}, "compressed with method 12"),
+]
+
+
+@pytest.mark.parametrize(("case", "changes", "words"), SB3_DEFECTS, ids=[c for c, _, _ in SB3_DEFECTS])
+def test_a_malformed_sb3_file_is_one_line(tmp_path, sb3_runs, case, changes, words):
+    rewritten(sb3_runs / "ppo" / "rl_model_64_steps.zip", tmp_path / "run" / "rl_model_64_steps.zip", **changes)
+    assert words in one_line_error(["analyse", str(tmp_path / "run"), "--env", GAME, "--stages", "evaluation"])
+
+
+def test_damaged_weights_and_extra_layers_are_refused(tmp_path, sb3_runs):
+    weights = sb3_weights(sb3_runs)
+    recurrent = {**weights, "lstm_actor.weight_ih_l0": torch.zeros(1024, 512), "lstm_critic.weight_ih_l0":
+                 torch.zeros(1024, 512)}  # RecurrentPPO's LSTMs beside the CNN
+    rewritten(sb3_runs / "ppo" / "rl_model_64_steps.zip", tmp_path / "lstm" / "rl_model_1_steps.zip", policy=recurrent)
+    assert "layers this network does not have (lstm_actor" in one_line_error(["analyse", str(tmp_path / "lstm"),
+                                                                              "--env", GAME])
+    damaged = tmp_path / "damaged" / "rl_model_1_steps.zip"
+    rewritten(sb3_runs / "ppo" / "rl_model_64_steps.zip", damaged)
+    content = bytearray(damaged.read_bytes())
+    start = content.find(b"policy.pth") + 200  # inside the deflated weights
+    content[start:start + 64] = bytes(64)
+    damaged.write_bytes(bytes(content))
+    assert "damaged archive" in one_line_error(["analyse", str(damaged.parent), "--env", GAME])
+    beast = TorchBeastAtariNet(6, use_lstm=False).state_dict()
+    for name, state in (("no_fc", {k: v for k, v in beast.items() if not k.startswith("fc.")}),
+                        ("not_tensors", {**beast, "policy.bias": [0.0] * 6})):
+        folder = tmp_path / name
+        folder.mkdir()
+        torch.save({"model_state_dict": state, "flags": {"env": "PongNoFrameskip-v4"}}, folder / "model.tar")
+        assert "AtariNet (" in one_line_error(["analyse", str(folder)])  # not a state dict of it, or not tensors
+
+
+def test_a_zip_bomb_is_refused_before_it_is_inflated(tmp_path, sb3_runs):
+    """600 MiB of zeros deflated into ~0.6 MB: refused by its declared size, in a process that stays small."""
+    import resource
+
+    bomb = tmp_path / "bomb" / "rl_model_1_steps.zip"
+    rewritten(sb3_runs / "ppo" / "rl_model_64_steps.zip", bomb, policy=bytes(600 * 2**20))
+    assert bomb.stat().st_size < 5 * 2**20
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    result = subprocess.run([sys.executable, "-m", "interp.cli", "analyse", str(bomb.parent), "--env", GAME],
+                            capture_output=True, text=True, timeout=300)
+    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    assert result.returncode == 2 and "would inflate to 600 MiB" in result.stderr and "Traceback" not in result.stderr
+    assert peak_mib < 700 or peak_mib <= before / 1024, peak_mib  # the interpreter and torch, not the bomb
+
+
+def test_old_format_files_load_and_evalset_takes_other_libraries_checkpoints(tmp_path):
+    """TorchBeast-era torch files (the format before torch 1.6) load without mmap; `interp evalset` plays a
+    TorchBeast model.tar as `interp analyse` does."""
+    folder = tmp_path / "cleanrl"
+    folder.mkdir()
+    for step in (100, 200):
+        torch.save(CleanRLAgent(6).state_dict(), folder / f"agent_{step}.cleanrl_model",
+                   _use_new_zipfile_serialization=False)
+    run = Run.open(folder, env=GAME)
+    assert run.steps == [100, 200] and run.agent.num_actions == 6
+    beast = tmp_path / "model.tar"
+    torch.save({"model_state_dict": TorchBeastAtariNet(6, use_lstm=False).state_dict(),
+                "flags": {"env": "PongNoFrameskip-v4"}}, beast, _use_new_zipfile_serialization=False)
+    assert main(["evalset", str(beast), "--env", GAME, "--frames", "2", "--context", "2", "--out",
+                 str(tmp_path / "eval.npz")]) == 0
+    meta = json.loads(str(np.load(tmp_path / "eval.npz")["meta"]))
+    assert meta["env_options"] == {"preprocessing": "deepmind"}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import zipfile
+import zlib
 from pathlib import Path
 
 import torch
@@ -61,8 +62,8 @@ def _read(path: Path) -> tuple[dict, dict]:
         with zipfile.ZipFile(path) as archive:
             data = json.loads(_member(archive, "data", path))
             weights = safe_load(path, content=_member(archive, "policy.pth", path))
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, json.JSONDecodeError, UnicodeDecodeError, KeyError, EOFError,
-            OSError) as error:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, json.JSONDecodeError, UnicodeDecodeError, KeyError,
+            EOFError, OSError) as error:
         raise CheckpointError(f"{path}: not a readable Stable-Baselines3 file (a damaged archive: "
                               f"{str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
     if not isinstance(data, dict) or not isinstance(weights, dict):
