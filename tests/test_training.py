@@ -21,7 +21,7 @@ from interp.agents.stepper import step_inputs
 from interp.envs import make_env
 from interp.errors import UserError
 from trainers.actor import Actor, actor_slots
-from trainers.config import TrainConfig, apply_preset, cores, spare_cores
+from trainers.config import TrainConfig, apply_preset, configure, cores, spare_cores
 from trainers.impala import Trainer, TrainerError, checkpoint_schedule, learner_losses, resume_config, train
 from trainers.rollouts import RolloutBuffers, SharedWeights, Wakeup, rollout_fields
 from trainers.workers import make_workers
@@ -432,13 +432,24 @@ def pong_frames(count: int = 32) -> torch.Tensor:
     return torch.from_numpy(np.stack(kept))[None]
 
 
+def test_an_environment_gets_the_settings_that_learn_there_unless_flags_say_otherwise():
+    pong = configure("baseline", "run", {"env": "ALE/Pong-v5"})
+    preset = configure("baseline", "run", {"preset": "pong"})
+    assert (pong.optimizer, pong.rmsprop_eps, pong.agent) == (preset.optimizer, preset.rmsprop_eps, preset.agent) == (
+        "rmsprop_tf1", 1e-5, {"scale_frames": True, "init": "orthogonal"})
+    mine = configure("baseline", "run", {"env": "ALE/Pong-v5", "rmsprop_eps": 0.01, "agent": {"init": "torch"}})
+    assert mine.rmsprop_eps == 0.01 and mine.agent == {"scale_frames": True, "init": "torch"}
+    assert configure("mott", "run", {}).optimizer == "rmsprop_torch"  # MiniPong's
+    assert configure("mott", "run", {"preset": "monobeast"}).lr == 4.8e-4  # a preset still wins over them
+
+
 @pytest.mark.parametrize("preset", ["", "pong"])
 def test_on_ale_pong_every_layer_stays_alive_and_depends_on_the_frame(tmp_path, preset):
     """The first convolution of the baseline used to die within 10k steps on ALE Pong (torch's RMSprop: its first
-    updates are ~10x the learning rate, all of a filter's weights the same way on Pong's grey background)."""
-    config = TrainConfig(arch="baseline", env="ALE/Pong-v5", steps=3200, out=str(tmp_path / "run"), actors=1,
-                         checkpoint_every=10**6)
-    config = apply_preset(config, preset) if preset else config
+    updates are ~10x the learning rate, all of a filter's weights the same way on Pong's grey background); at the
+    defaults (``interp train --arch baseline --env ALE/Pong-v5``) and with the preset it stays alive."""
+    given = {"env": "ALE/Pong-v5", "steps": 3200, "actors": 1, "checkpoint_every": 10**6, "preset": preset}
+    config = configure("baseline", str(tmp_path / "run"), given)
     agent = load_checkpoint(train(config, progress=False)).agent
     activations = {}
     for name, module in agent.named_modules():
