@@ -342,7 +342,10 @@ def _add_train(commands) -> None:
                     "batched inference; the learner applies V-trace and writes RUN_DIR/config.json, "
                     "RUN_DIR/checkpoints/step_<12 digits>.pt (at step 0, log-spaced early, every --checkpoint-every "
                     "steps and at the end), RUN_DIR/metrics.csv and TensorBoard events. Ctrl-C (or SIGTERM) writes a "
-                    "final checkpoint and exits cleanly; --resume continues.",
+                    "final checkpoint and exits cleanly; --resume continues. Defaults by environment, where a flag "
+                    "does not say otherwise: an ALE game gets what learns ALE Pong here (--preset pong: IMPALA's "
+                    "RMSProp with epsilon 1e-5, frames divided by 255, orthogonal initialisation), MiniPong torch's "
+                    "RMSprop; a --preset sets its own values over them.",
         epilog="example: interp train --arch baseline --env MiniPong-v0 --steps 500000 --out runs/baseline   |   "
                "ALE Pong: interp train --arch baseline --preset pong --steps 5000000 --out runs/pong   |   "
                "actors on Ray: ... --backend ray [--ray-address HEAD_IP:6379]")

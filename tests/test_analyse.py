@@ -59,7 +59,8 @@ def test_analyse_command_runs_every_stage_in_workers_and_reuses_results(tmp_path
     assert main(["analyse", str(run), "--frames", "3", "--workers", "2", "--episodes", "2"]) == 0
     analysis = run / "analysis"
     agreement = pd.read_csv(analysis / "agreement.csv", keep_default_na=False, na_values=[""])
-    assert list(agreement.columns) == ["step", "head", "method", "target", "metric", "value", "chance"]
+    assert list(agreement.columns) == ["step", "head", "method", "target", "metric", "value", "chance", "better"]
+    assert agreement[agreement.metric == "cc"].better.between(0, 1).all()
     assert sorted(agreement.step.unique()) == [0, 500]
     assert set(agreement.method) == {"perturbation", "gradient", "smoothgrad", "lrp", "atom"}
     assert agreement[agreement.metric == "cc"].value.between(-1, 1).all()

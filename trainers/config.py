@@ -91,13 +91,14 @@ class TrainConfig:
     optimizer: str = field(default="rmsprop_tf1", metadata={"choices": OPTIMIZERS})
     """rmsprop_tf1: RMSProp as IMPALA ran it (TensorFlow 1: the mean square starts at one, epsilon under the square
     root; trainers.optim); rmsprop_torch: torch.optim.RMSprop (MonoBeast's), whose first updates are ~10x the
-    learning rate and kill the first convolution on ALE Pong within a few updates"""
+    learning rate and kill the first convolution on ALE Pong within a few updates. By environment unless given:
+    rmsprop_tf1 on ALE games, rmsprop_torch on MiniPong"""
     lr: float = 6e-4
     """learning rate"""
     rmsprop_alpha: float = 0.99
     """RMSProp's decay of the mean square"""
     rmsprop_eps: float = 0.01
-    """RMSProp's epsilon"""
+    """RMSProp's epsilon (1e-5 on ALE games unless given)"""
     rmsprop_momentum: float = 0.0
     """RMSProp's momentum"""
     discounting: float = 0.99
@@ -125,7 +126,7 @@ class TrainConfig:
     frame_size: int = 84
     """observation side: 84, or 42 (the thesis' small setting)"""
     agent: dict = field(default_factory=dict, metadata={"key_values": True, "flags": ("--agent-option",)})
-    """architecture option, e.g. mem_len=40"""
+    """architecture option, e.g. mem_len=40 (on ALE games scale_frames=true and init=orthogonal unless given)"""
     env_options: dict = field(default_factory=dict, metadata={"key_values": True, "flags": ("--env-option",)})
     """environment option, e.g. points=3 or modifications=["lazy_enemy"]"""
     max_actor_restarts: int = 3
