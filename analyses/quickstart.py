@@ -21,7 +21,7 @@ from analyses.report import write_report
 from analyses.video import VideoOptions
 from interp.errors import UserError
 from interp.runs import Run
-from trainers.config import TrainConfig
+from trainers.config import configure
 from trainers.impala import train
 
 ENV = "MiniPong-v0"
@@ -34,16 +34,14 @@ CHECKPOINTS = {"checkpoint_every": 100_000, "first_checkpoint": 10_000}
 
 @dataclass(frozen=True)
 class QuickstartAgent:
+    """One of the quick start's agents: what it trains, beyond MiniPong's defaults (trainers.config.configure)."""
+
     arch: str
     steps: int
     agent: dict = field(default_factory=dict)
     lr: float = 6e-4
     frame_size: int = 84
     learner_threads: int = 0
-    optimizer: str = "rmsprop_torch"
-    """torch's RMSprop, whose larger first steps MiniPong's mostly black frames bear (ALE Pong's do not: README,
-    "Training on ALE games"): with it the baseline learns within the budget, with IMPALA's (rmsprop_tf1), whose
-    steps start small, it had not by 200k steps"""
 
 
 # the TimeSformer learns at twice the trainer's default learning rate and needs ~320k steps: its learning began
@@ -65,24 +63,26 @@ def _last_step(run: Path) -> int:
         return -1
 
 
+def train_agent(spec: QuickstartAgent, out: Path, *, seed: int = 0, progress: bool = True, log=print) -> Path:
+    """Train (or resume, or find finished) one quick-start agent in ``out/<arch>``; returns the run directory."""
+    run = out / spec.arch
+    given = {"env": ENV, "steps": spec.steps, "frame_size": spec.frame_size, "lr": spec.lr, "seed": seed,
+             "agent": spec.agent, "learner_threads": spec.learner_threads, **LAYOUT, **CHECKPOINTS}
+    if _last_step(run) < spec.steps:
+        log(f"training {spec.arch} on {ENV} for {spec.steps:,} steps")
+        train(configure(spec.arch, str(run), given), resume=(run / "config.json").exists(), progress=progress)
+        if _last_step(run) < spec.steps:  # the trainer stopped early on SIGINT/SIGTERM, with a checkpoint
+            raise KeyboardInterrupt
+    return run
+
+
 def quickstart(out: str | Path = "runs/quickstart", *, agents: tuple[QuickstartAgent, ...] = AGENTS,
                frames: int = 25, video_frames: int = 100, episodes: int = 10, seed: int = 0, log=print) -> Path:
     """Train, analyse, render and report into ``out``; returns the report's path. Finished stages are reused when
     called again on the same folder (training resumes, analyses are cached)."""
     out = Path(out)
     start = time.perf_counter()
-    runs = []
-    for spec in agents:
-        run = out / spec.arch
-        config = TrainConfig(arch=spec.arch, env=ENV, steps=spec.steps, out=str(run), frame_size=spec.frame_size,
-                             lr=spec.lr, seed=seed, agent=spec.agent, learner_threads=spec.learner_threads,
-                             optimizer=spec.optimizer, **LAYOUT, **CHECKPOINTS)
-        if _last_step(run) < spec.steps:
-            log(f"training {spec.arch} on {ENV} for {spec.steps:,} steps")
-            train(config, resume=(run / "config.json").exists())
-            if _last_step(run) < spec.steps:  # the trainer stopped early on SIGINT/SIGTERM, with a checkpoint
-                raise KeyboardInterrupt
-        runs.append(Run.open(run))
+    runs = [Run.open(train_agent(spec, out, seed=seed, log=log)) for spec in agents]
     options = {"evaluation": EvaluationOptions(episodes=episodes, seed=seed),
                "video": VideoOptions(frames=video_frames, seed=seed)}
     for run in runs:

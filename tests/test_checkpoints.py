@@ -48,7 +48,7 @@ def test_missing_corrupt_and_foreign_files_give_one_clear_error(tmp_path):
         load_agent(text)
     foreign = tmp_path / "foreign.pt"
     torch.save({"model": agent.state_dict()}, foreign)
-    with pytest.raises(CheckpointError, match="not an interp agent checkpoint"):
+    with pytest.raises(CheckpointError, match=r"a torch file holding a dict of 1 entries \(model\), not a checkpoint"):
         load_agent(foreign)
 
 

@@ -291,5 +291,5 @@ def test_atom_command_over_a_run(tmp_path, capsys):
     save_checkpoint(other / "checkpoints" / "step_000000000000.pt", make_agent("baseline", num_actions=3),
                     env="MiniPong-v0", step=0)
     assert main(["atom", str(other), "--evalset", str(evalset), "--methods", ""]) == 2
-    assert "trained on MiniPong-v0" in capsys.readouterr().err
+    assert "played on MiniPong-TwoBall-v0, not on the run's MiniPong-v0" in capsys.readouterr().err
     assert main(["atom", str(run), "--evalset", str(evalset), "--rule", "magic"]) == 2

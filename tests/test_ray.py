@@ -115,7 +115,7 @@ def test_an_analysis_error_on_ray_is_the_job_s_own(tmp_path, local_ray, capsys):
     capsys.readouterr()
     assert main(["analyse", str(run), "--evalset", str(other), "--backend", "ray"]) == 2
     error = capsys.readouterr().err
-    assert "trained on MiniPong-v0, not on MiniPong-TwoBall-v0" in error and "Traceback" not in error
+    assert "played on MiniPong-TwoBall-v0, not on the run's MiniPong-v0" in error and "Traceback" not in error
 
 
 def _dies_once(job: Job, marker_dir: Path) -> pd.DataFrame:
