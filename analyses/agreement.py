@@ -162,4 +162,5 @@ STAGE = Stage(
                 "on each object beside the ATOM share. Writes RUN_DIR/analysis/agreement.csv and "
                 "agreement/<metric>.png.",
     options=AgreementOptions, compute=compute, finish=finish, section=section,
-    heading="Attention against saliency", needs=("maps",), applies=without_attention_images, version=2)
+    heading="Attention against saliency", needs=("maps",), applies=without_attention_images, version=2,
+    tables=("agreement.csv",))

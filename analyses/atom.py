@@ -153,4 +153,4 @@ STAGE = Stage(
                 "MiniPong-TwoBall, and the return. Writes RUN_DIR/analysis/atom.csv and atom.png; checkpoints "
                 "already analysed with the same evaluation set and options are not recomputed.",
     options=AtomOptions, compute=compute, finish=finish, section=section, heading="ATOM across training",
-    needs=("maps",))
+    needs=("maps",), tables=("atom.csv",))

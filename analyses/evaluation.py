@@ -98,4 +98,5 @@ STAGE = Stage(
                 "action (greedy), sampling from the policy (sampled), and choosing uniformly (random), in environments "
                 "seeded seed, seed + 1, ...; writes RUN_DIR/analysis/evaluation.csv (step, policy, episodes, seed, "
                 "mean_return, std_return).",
-    options=EvaluationOptions, compute=compute, finish=finish, checkpoints="final", uses_evalset=False)
+    options=EvaluationOptions, compute=compute, finish=finish, checkpoints="final", uses_evalset=False,
+    tables=("evaluation.csv",))

@@ -70,4 +70,4 @@ STAGE = Stage(
                 "the evaluation set, into the run's cache (RUN_DIR/analysis/cache/maps-*), where ATOM and agreement "
                 "read them. Given a checkpoint file and --out DIR instead, write DIR/maps.npz: <method>/actor and "
                 "<method>/critic float32 [N, S, S] per saliency method, and attention/<hook name> per attention hook.",
-    options=MapsOptions, compute=compute, finish=finish, suffix=".npz")
+    options=MapsOptions, compute=compute, finish=finish, suffix=".npz", on_a_checkpoint=True)

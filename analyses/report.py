@@ -98,13 +98,11 @@ def _evaluated(table, policy: str) -> str:
     return f"<td>{row.mean_return:.2f} &plusmn; {row.std_return:.2f} ({int(row.episodes)})</td>"
 
 
-TABLES = ("metrics.csv", "evaluation.csv", "atom.csv", "agreement.csv", "sanity.csv")
-
-
 def _data(runs: list[Run]) -> str:
+    """The training metrics and every table a stage declares (:attr:`analyses.stage.Stage.tables`), as CSV."""
     items = []
     for run in runs:
-        for name in TABLES:
+        for name in ("metrics.csv", *(table for stage in STAGES.values() for table in stage.tables)):
             table = run.read_table(name)
             if table is not None:
                 items.append(f"<li>{html.escape(run.name)}: {page.download(f'{run.name}_{name}', table)}</li>")

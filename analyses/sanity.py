@@ -118,4 +118,4 @@ STAGE = Stage(
                 "model's. Writes RUN_DIR/analysis/sanity.csv, sanity_flags.csv (maps that survive full "
                 "randomisation) and sanity.png.",
     options=SanityOptions, compute=compute, finish=finish, section=section, heading="Sanity checks",
-    checkpoints="final")
+    checkpoints="final", tables=("sanity.csv", "sanity_flags.csv"))

@@ -122,6 +122,10 @@ class Stage:
     """why the stage does not apply to an agent (``""``: it does)"""
     version: int = 1
     """raised when the stage's results change form (a new column, say), so that cached ones are computed again"""
+    tables: tuple[str, ...] = ()
+    """the tables ``finish`` writes into the analysis folder (the report offers each for download)"""
+    on_a_checkpoint: bool = False
+    """its command also takes one checkpoint file (with ``--out``) instead of a run"""
 
 
 # ---- results on disk ----

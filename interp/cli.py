@@ -154,7 +154,7 @@ def cmd_stage(args: argparse.Namespace) -> None:
 
     stage = STAGES[args.stage]
     options = flags.build(stage.options, args)
-    if Path(args.run_dir).is_file() and stage.name in ("maps", "video"):
+    if Path(args.run_dir).is_file() and stage.on_a_checkpoint:
         return _one_checkpoint(stage.name, args, options)
     chosen = {stage.name: options}
     if "maps" in stage.needs and getattr(options, "methods", None) is not None:
@@ -399,7 +399,7 @@ def _add_stages(commands) -> None:
         aliases = [alias for alias, target in ALIASES.items() if target == name]
         parser = commands.add_parser(name, aliases=aliases, help=stage.summary, description=stage.description,
                                      epilog=f"example: interp {name} runs/mott")
-        _run_arguments(parser, "run directory (from `interp train`)" if name not in ("maps", "video")
+        _run_arguments(parser, "run directory (from `interp train`)" if not stage.on_a_checkpoint
                        else "run directory, or one checkpoint file (then --out is the output)")
         if name == "video":
             parser.add_argument("--env-option", action="append", metavar="KEY=VALUE", help="environment option")
@@ -483,11 +483,11 @@ def _add_analyse(commands) -> None:
     from analyses import STAGES
 
     analyse = commands.add_parser(
-        "analyse", help="everything for a run: evaluation set, maps, ATOM, agreement, sanity, returns, stills, video",
+        "analyse", help=f"everything for a run: the evaluation set, then {', '.join(STAGES)}",
         description="Build the evaluation set when none is given (RUN_DIR/analysis/evalset.npz, from the final "
-                    "checkpoint), then run every analysis stage (maps, ATOM, agreement for attention agents, sanity "
-                    "checks, the final checkpoint's returns, stills, the overlay video) over the checkpoints in worker "
-                    "processes (or Ray tasks), reusing results already on disk.",
+                    "checkpoint), then run every analysis stage that applies to the run's agent ("
+                    + "; ".join(f"{name}: {stage.summary}" for name, stage in STAGES.items())
+                    + ") over the checkpoints in worker processes (or Ray tasks), reusing results already on disk.",
         epilog="example: interp analyse runs/mott   |   on a Ray cluster: interp analyse runs/mott --backend ray "
                "--ray-address HEAD_IP:6379")
     _run_arguments(analyse)

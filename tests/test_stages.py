@@ -2,9 +2,11 @@
 module and one registry entry."""
 
 import html
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -130,3 +132,82 @@ def test_a_new_stage_is_a_module_and_a_registry_entry(tmp_path, monkeypatch, cap
     assert main(["report", str(run), "--video-frames", "0"]) == 0
     page = (run / "report.html").read_text()
     assert '<section id="value"><h2>Value</h2>' in page and "mean value" in page
+
+
+ENTROPY_STAGE = '''"""The policy's entropy on the evaluation frames, per checkpoint: a new analysis, one module."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from analyses.stage import Job, Stage, table_of, write_table
+
+
+@dataclass(frozen=True)
+class EntropyOptions:
+    frames: int = 3
+    """frames of the evaluation set used"""
+
+
+def compute(job: Job) -> pd.DataFrame:
+    _, loaded, steps = job.evaluation(slice(0, job.options.frames))
+    with torch.no_grad():
+        outputs, _ = loaded.agent(steps.inputs, steps.state)
+    policy = torch.softmax(outputs["policy_logits"][0].float(), -1)
+    return pd.DataFrame({"entropy": [float(-(policy * policy.log()).sum(-1).mean())]})
+
+
+def finish(run, results, options) -> None:
+    write_table(run.analysis / "entropy.csv", table_of(results))
+
+
+def section(run) -> str:
+    table = run.read_table("entropy.csv")
+    return "<p>no entropy yet</p>" if table is None else f"<p id='entropy-values'>{table.entropy.round(3).tolist()}</p>"
+
+
+STAGE = Stage(name="entropy", summary="the policy's entropy on the evaluation frames",
+              description="The mean entropy of the policy on the first frames of the evaluation set, per checkpoint.",
+              options=EntropyOptions, compute=compute, finish=finish, section=section, heading="Policy entropy",
+              tables=("entropy.csv",))
+'''
+
+
+def test_a_new_analysis_is_one_module_and_one_registry_entry(tmp_path):
+    """In a copy of the packages: add analyses/entropy.py and its entry in the registry, nothing else; the stage has
+    its command and help, runs in `interp analyse`, and has its section and download in the report."""
+    import shutil
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    copy = tmp_path / "copy"
+    for package in ("interp", "analyses", "trainers"):
+        shutil.copytree(root / package, copy / package, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "analyses" / "entropy.py").write_text(ENTROPY_STAGE)
+    registry = copy / "analyses" / "__init__.py"
+    text = registry.read_text()
+    text = text.replace("from analyses import agreement,", "from analyses import agreement, entropy,")
+    text = text.replace("video.STAGE)}", "video.STAGE, entropy.STAGE)}")
+    assert "entropy.STAGE" in text
+    registry.write_text(text)
+    run = make_run(tmp_path / "run", steps=(0, 500))
+
+    def interp(*arguments: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "interp.cli", *arguments], cwd=copy, capture_output=True,
+                              text=True, env={**os.environ, "PYTHONPATH": str(copy)}, timeout=600)
+
+    listed = interp("--help")
+    assert "entropy" in listed.stdout and "the policy's entropy" in listed.stdout
+    assert "--frames" in interp("entropy", "--help").stdout
+    assert "entropy" in interp("analyse", "--help").stdout
+    analysed = interp("analyse", str(run), "--stages", "entropy", "--frames", "3", "--workers", "1")
+    assert analysed.returncode == 0, analysed.stderr
+    table = pd.read_csv(run / "analysis" / "entropy.csv")
+    assert table.step.tolist() == [0, 500] and table.entropy.between(0, np.log(3) + 1e-6).all()
+    reported = interp("report", str(run), "--video-frames", "0")
+    assert reported.returncode == 0, reported.stderr
+    page = (run / "report.html").read_text()
+    assert '<section id="entropy">' in page and "entropy-values" in page and 'download="run_entropy.csv"' in page
