@@ -74,13 +74,17 @@ def tampered_state(folder: Path) -> Path:
     return run
 
 
-def foreign_in_run(folder: Path) -> Path:
-    run = folder / "mixed"
+def run_with_a_stranger(folder: Path, name: str, arch: str, env: str) -> Path:
+    """A baseline run on MiniPong-v0 with one more checkpoint: an ``arch`` agent trained on ``env``."""
+    run = folder / name
     if not run.exists():
         assert main(["train", "--arch", "baseline", "--out", str(run), *TINY]) == 0
-        save_checkpoint(run / "checkpoints" / "step_000000000032.pt", make_agent("mott", num_actions=3),
-                        env="MiniPong-v0")
+        save_checkpoint(run / "checkpoints" / "step_000000000032.pt", make_agent(arch, num_actions=3), env=env)
     return run
+
+
+def foreign_in_run(folder: Path) -> Path:
+    return run_with_a_stranger(folder, "mixed", "mott", "MiniPong-v0")
 
 
 def garbled(folder: Path, name: str, text: str) -> Path:
@@ -101,13 +105,7 @@ def both_head_names(folder: Path) -> Path:
 
 
 def of_another_env(folder: Path) -> Path:
-    """A run of MiniPong-v0 holding a checkpoint trained on MiniPong-TwoBall-v0."""
-    run = folder / "other_env"
-    if not run.exists():
-        assert main(["train", "--arch", "baseline", "--out", str(run), *TINY]) == 0
-        save_checkpoint(run / "checkpoints" / "step_000000000032.pt", make_agent("baseline", num_actions=3),
-                        env="MiniPong-TwoBall-v0")
-    return run
+    return run_with_a_stranger(folder, "other_env", "baseline", "MiniPong-TwoBall-v0")
 
 
 def new(w: Path) -> list[str]:
