@@ -13,7 +13,7 @@ from interp.agents import Agent
 from interp.agents.stepper import Stepper
 from interp.envs import make_env
 from interp.errors import UserError
-from interp.evalset import EvalSet
+from interp.evalset import EvalSet, load_evalset
 from interp.importers import load_any
 from interp.runs import Run
 
@@ -97,6 +97,11 @@ def _evalset(kept: list[dict], obs_shape: tuple[int, ...], context: int, meta: d
     )
 
 
+def _frames_and_seed(path: Path) -> tuple[int, int]:
+    evalset = load_evalset(path)
+    return len(evalset), evalset.meta.get("seed")
+
+
 def evalset_from_checkpoint(source: str | Path, env_id: str, **options) -> EvalSet:
     """:func:`build_evalset` with the checkpoint at ``source`` (a run directory: its final checkpoint), which must
     have been trained on ``env_id``."""
@@ -115,9 +120,11 @@ def evalset_from_checkpoint(source: str | Path, env_id: str, **options) -> EvalS
 
 
 def ensure_evalset(run: Run, *, frames: int = 150, seed: int = 0, progress: bool = True) -> Path:
-    """The run's own evaluation set, ``analysis/evalset.npz``, played by its final checkpoint; built if missing."""
+    """The run's own evaluation set, ``analysis/evalset.npz``, played by its final checkpoint; built if missing or
+    if the one there has another number of frames or seed than asked for (the results cached for it stay, under
+    its own key)."""
     path = run.analysis / "evalset.npz"
-    if not path.exists():
+    if not path.exists() or _frames_and_seed(path) != (frames, seed):
         evalset = build_evalset(run.agent, run.environment.id, frames=frames, seed=seed,
                                 reference=str(run.checkpoint(run.final)), progress=progress,
                                 env_options=run.environment.options)
