@@ -77,6 +77,9 @@ class StudyOptions:
     """comma-separated analysis stages (default: every one that applies, as interp analyse)"""
     analysis_device: str = "auto"
     """where the analyses compute: auto (a GPU when torch sees one), cpu, cuda or cuda:N"""
+    existing_only: bool = False
+    """train and analyse nothing: the tables and report of the grid's runs already there (a grid still in progress,
+    or runs trained with interp train into DIR/runs/<arch>-s<seed>/)"""
 
     def __post_init__(self) -> None:
         from interp.agents import AGENTS
@@ -193,7 +196,12 @@ def run_study(options: StudyOptions, out: str | Path, *, backend: str = "local",
     with atomic_path(out / "study.json") as tmp:
         tmp.write_text(json.dumps(asdict(options), indent=2, sort_keys=True))
     configs = options.grid(out)
-    if backend == "ray":
+    if options.existing_only:
+        rows = [run_row(Run.open(config.out), options.threshold_for()) for config in configs
+                if list(Path(config.out, "checkpoints").glob("step_*.pt"))]
+        if not rows:
+            raise UserError(f"{out / 'runs'} holds none of the grid's runs yet")
+    elif backend == "ray":
         rows = _on_ray(configs, options, ray_address, cpus_per_run, gpus_per_run, log)
     else:
         rows = []
@@ -201,7 +209,8 @@ def run_study(options: StudyOptions, out: str | Path, *, backend: str = "local",
             log(f"[{index}/{len(configs)}] {Path(config.out).name}: {_where(config)}")
             rows.append(RunJob(config, options)())
             log(f"[{index}/{len(configs)}] {Path(config.out).name}: {_done(rows[-1])}")
-    table = pd.DataFrame(rows, columns=COLUMNS)
+    table = pd.DataFrame(rows, columns=COLUMNS).astype({"greedy_return": float, "sampled_return": float,
+                                                       "random_return": float})
     write_table(out / "study.csv", table)
     write_table(out / "summary.csv", summarise(table))
     write_study_report(out, options, table)

@@ -56,6 +56,9 @@ def test_a_study_trains_analyses_and_compares_its_grid_and_continues_where_it_is
     summary = pd.read_csv(out / "summary.csv")
     params = summary[summary.figure == "params"].set_index("arch")
     assert (params.seeds == 2).all() and (params.ci_low == params["mean"]).all()  # the same in every seed
+    before = checkpoint_times(out)
+    existing = run_study(StudyOptions(**{**OPTIONS, "seeds": 5, "existing_only": True}), out, log=lines.append)
+    assert len(existing) == 4 and checkpoint_times(out) == before  # the runs there, nothing trained
 
 
 def test_a_killed_study_resumes_its_interrupted_run(tmp_path):
