@@ -5,8 +5,9 @@ per checkpoint, attention head (``<hook name>/h<i>``, the head's map on the curr
 (``actor`` or ``critic``) and metric of :mod:`interp.agreement` (the mean over frames, with its chance level from
 spatially shuffled attention, and the share of frames on which it beats that level). Object rows
 (``attention_mass/<object>``, ``saliency_mass/<object>``, chance: the object's share of the frame) put the attention
-and saliency on each object side by side, and, where ``analysis/atom.csv`` exists, ``method = atom`` rows add the
-ATOM share of each object (``atom_share/<object>``). Saliency maps are compared by their positive part (signed LRP
+and saliency on each object side by side, and ``method = atom`` rows add the ATOM share of each object
+(``atom_share/<object>``), from the ``atom`` stage's result for the same checkpoint (a declared input, so its options
+enter this stage's cache key). Saliency maps are compared by their positive part (signed LRP
 relevance included). ``analysis/agreement/<metric>.png`` plots each metric against the training step, a panel per
 head and target, with chance shaded and the training return on a second axis.
 """
@@ -65,19 +66,16 @@ def agreement_of(maps: dict[str, np.ndarray], masks: dict[str, np.ndarray], meth
 
 
 def compute(job: Job) -> pd.DataFrame:
-    return agreement_of(load_result(job.needed["maps"]), load_evalset(job.evalset).masks, job.options.methods)
+    table = agreement_of(load_result(job.needed["maps"]), load_evalset(job.evalset).masks, job.options.methods)
+    atom = load_result(job.needed["atom"])
+    shares = atom[(atom.method == "atom") & (atom.metric == "hierarchical_share")]
+    return pd.concat([table, pd.DataFrame({
+        "head": "", "method": "atom", "target": "actor", "metric": "atom_share/" + shares.object,
+        "value": shares.value, "chance": np.nan, "better": np.nan})], ignore_index=True)
 
 
 def finish(run: Run, results: dict[int, Path], options: AgreementOptions) -> None:
-    table = table_of(results)
-    atom = run.read_table("atom.csv")
-    if atom is not None:
-        shares = atom[(atom.method == "atom") & (atom.metric == "hierarchical_share")]
-        table = pd.concat([table, pd.DataFrame({
-            "step": shares.step, "head": "", "method": "atom", "target": "actor",
-            "metric": "atom_share/" + shares.object, "value": shares.value, "chance": np.nan, "better": np.nan})],
-            ignore_index=True)
-    table = table[COLUMNS].sort_values(["step", "head", "method", "target", "metric"], ignore_index=True)
+    table = table_of(results)[COLUMNS].sort_values(["step", "head", "method", "target", "metric"], ignore_index=True)
     write_table(run.analysis / "agreement.csv", table)
     plot_agreement(table, run.analysis / "agreement", title=f"{run.name} on {run.environment.id}",
                    returns=training_returns(run))
@@ -158,9 +156,9 @@ STAGE = Stage(
     name="agreement", summary="agreement of attention heads with saliency for every checkpoint of a run",
     description="For every checkpoint of RUN_DIR on one evaluation set: each attention head against each saliency "
                 "method (actor and critic) by CC, Spearman, KL both ways, SIM, IoU of the top 5/10/20%, NSS and AUC, "
-                "EMD, each with a chance level from spatially shuffled attention, and the attention and saliency mass "
-                "on each object beside the ATOM share. Writes RUN_DIR/analysis/agreement.csv and "
-                "agreement/<metric>.png.",
+                "EMD, each with a chance level from spatially shuffled attention, and the attention and saliency "
+                "mass on each object beside the ATOM share (the atom stage runs first where its results are missing). "
+                "Writes RUN_DIR/analysis/agreement.csv and agreement/<metric>.png.",
     options=AgreementOptions, compute=compute, finish=finish, section=section,
-    heading="Attention against saliency", needs=("maps",), applies=without_attention_images, version=2,
+    heading="Attention against saliency", needs=("maps", "atom"), applies=without_attention_images, version=3,
     tables=("agreement.csv",))

@@ -21,14 +21,15 @@ from interp.runs import Run
 
 
 def analyse_run(run: str | Path | Run, evalset_path: str | Path | None = None, *,
-                stages: tuple[str, ...] | None = None, options: dict[str, Any] | None = None, frames: int = 150,
+                stages: tuple[str, ...] | None = None, options: dict[str, Any] | None = None, frames: int | None = None,
                 seed: int = 0, workers: int | None = None, backend: str = "local", ray_address: str = "",
                 device: str = "auto", progress: bool = True, log=print) -> dict[str, float]:
     """Run ``stages`` (default: every stage that applies to the run's agent) and return the seconds each took.
 
     Args:
         evalset_path: the evaluation set; without one, the run's ``analysis/evalset.npz`` (``frames`` frames played
-            by the final checkpoint, seeded ``seed``) is built when missing.
+            by the final checkpoint, seeded ``seed``) is built when missing or when it has another seed or number
+            of frames (``frames=None``: the one there, whatever its frames; 150 for a new one).
         options: stage name -> that stage's options (default: its defaults).
         workers: processes for the checkpoint jobs (default: one per core, at most one per checkpoint).
         backend: ``"ray"`` runs the jobs as Ray tasks on the cluster at ``ray_address`` (default: ``$RAY_ADDRESS``,

@@ -97,9 +97,9 @@ def _evalset(kept: list[dict], obs_shape: tuple[int, ...], context: int, meta: d
     )
 
 
-def _frames_and_seed(path: Path) -> tuple[int, int]:
+def _has_frames_and_seed(path: Path, frames: int | None, seed: int) -> bool:
     evalset = load_evalset(path)
-    return len(evalset), evalset.meta.get("seed")
+    return frames in (None, len(evalset)) and evalset.meta.get("seed") == seed
 
 
 def evalset_from_checkpoint(source: str | Path, env_id: str, **options) -> EvalSet:
@@ -119,13 +119,13 @@ def evalset_from_checkpoint(source: str | Path, env_id: str, **options) -> EvalS
     return build_evalset(loaded.agent, env_id, reference=reference, env_options=env_options, **options)
 
 
-def ensure_evalset(run: Run, *, frames: int = 150, seed: int = 0, progress: bool = True) -> Path:
+def ensure_evalset(run: Run, *, frames: int | None = None, seed: int = 0, progress: bool = True) -> Path:
     """The run's own evaluation set, ``analysis/evalset.npz``, played by its final checkpoint; built if missing or
-    if the one there has another number of frames or seed than asked for (the results cached for it stay, under
-    its own key)."""
+    if the one there has another seed or number of frames than asked for (``frames=None``: whatever it has, 150 for
+    a new one; the results cached for the old set stay, under its own key)."""
     path = run.analysis / "evalset.npz"
-    if not path.exists() or _frames_and_seed(path) != (frames, seed):
-        evalset = build_evalset(run.agent, run.environment.id, frames=frames, seed=seed,
+    if not path.exists() or not _has_frames_and_seed(path, frames, seed):
+        evalset = build_evalset(run.agent, run.environment.id, frames=frames or 150, seed=seed,
                                 reference=str(run.checkpoint(run.final)), progress=progress,
                                 env_options=run.environment.options)
         evalset.save(path)

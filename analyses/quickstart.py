@@ -70,7 +70,7 @@ def train_agent(spec: QuickstartAgent, out: Path, *, seed: int = 0, progress: bo
              "agent": spec.agent, "learner_threads": spec.learner_threads, **LAYOUT, **CHECKPOINTS}
     if _last_step(run) < spec.steps:
         log(f"training {spec.arch} on {ENV} for {spec.steps:,} steps")
-        train(configure(spec.arch, str(run), given), resume=(run / "config.json").exists(), progress=progress)
+        train(configure(spec.arch, str(run), given), resume=Run.started(run), progress=progress)
         if _last_step(run) < spec.steps:  # the trainer stopped early on SIGINT/SIGTERM, with a checkpoint
             raise KeyboardInterrupt
     return run

@@ -149,7 +149,8 @@ def save_result(path: Path, result: Result) -> None:
 def load_result(path: Path) -> Result:
     if path.suffix == ".csv":
         table = pd.read_csv(path, keep_default_na=False, na_values=[""])
-        return table.fillna({column: "" for column in table.columns if table[column].dtype == object})
+        return table.fillna({column: "" for column in table.columns
+                             if not pd.api.types.is_numeric_dtype(table[column])})  # text: str under pandas 3
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}

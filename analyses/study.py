@@ -126,7 +126,7 @@ class RunJob:
 
     def __call__(self) -> dict:
         run_dir = Path(self.config.out)
-        trainer = Trainer(self.config, resume=(run_dir / "config.json").exists(), progress=self.progress)
+        trainer = Trainer(self.config, resume=Run.started(run_dir), progress=self.progress)
         trainer.run()
         if trainer.stop_requested:  # Ctrl-C or SIGTERM: the trainer wrote its checkpoint; the study stops
             raise KeyboardInterrupt
@@ -198,7 +198,7 @@ def run_study(options: StudyOptions, out: str | Path, *, backend: str = "local",
     configs = options.grid(out)
     if options.existing_only:
         rows = [run_row(Run.open(config.out), options.threshold_for()) for config in configs
-                if list(Path(config.out, "checkpoints").glob("step_*.pt"))]
+                if any(Run.new(config).checkpoints_folder.glob("step_*.pt"))]
         if not rows:
             raise UserError(f"{out / 'runs'} holds none of the grid's runs yet")
     elif backend == "ray":

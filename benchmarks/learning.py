@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from interp.envs import make_env
+from interp.runs import Run
 from trainers.config import TrainConfig
 from trainers.impala import Trainer
 
@@ -23,7 +24,7 @@ from trainers.impala import Trainer
 def learn(arch: str, max_steps: int, out: Path, target: float, seed: int) -> dict:
     config = TrainConfig(arch=arch, env="MiniPong-v0", steps=max_steps, out=str(out), seed=seed,
                          checkpoint_every=max(max_steps // 10, 1))
-    trainer = Trainer(config, resume=(out / "trainer_state.pt").exists(), progress=True)
+    trainer = Trainer(config, resume=Run.new(config).state_path.exists(), progress=True)
     reached: dict = {}
 
     def watch() -> None:

@@ -493,7 +493,9 @@ def _add_analyse(commands) -> None:
     _run_arguments(analyse)
     analyse.add_argument("--stages", type=_names, metavar="NAME,...",
                          help=f"the stages to run (default: every one that applies: {', '.join(STAGES)})")
-    analyse.add_argument("--frames", type=_positive, default=150, help="frames of a new evaluation set (default: 150)")
+    analyse.add_argument("--frames", type=_positive,
+                         help="frames of the evaluation set; another number than the run's builds a new one "
+                              "(default: the run's, 150 for a new one)")
     analyse.add_argument("--episodes", type=int, default=20,
                          help="whole episodes the final checkpoint plays per policy (default: 20)")
     analyse.add_argument("--seed", type=int, default=0,

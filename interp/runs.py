@@ -206,7 +206,24 @@ class Run:
 
     def checkpoint_path(self, step: int) -> Path:
         """Where the trainer writes the checkpoint of ``step``."""
-        return self.directory / "checkpoints" / checkpoint_name(step)
+        return self.checkpoints_folder / checkpoint_name(step)
+
+    @property
+    def checkpoints_folder(self) -> Path:
+        return self.directory / "checkpoints"
+
+    @property
+    def tensorboard_folder(self) -> Path:
+        return self.directory / "tensorboard"
+
+    def holds_training(self) -> bool:
+        """Whether ``interp train`` has written here: a checkpoint or a trainer state."""
+        return any(self.checkpoints_folder.glob("step_*.pt")) or self.state_path.exists()
+
+    @staticmethod
+    def started(directory: str | Path) -> bool:
+        """Whether ``directory`` holds the configuration of a run (``interp train`` has begun it there)."""
+        return (Path(directory) / "config.json").is_file()
 
     @classmethod
     def new(cls, config) -> Run:
@@ -230,7 +247,7 @@ class Run:
         """Remove what an interrupted writer left in the run directory and its checkpoints: the temporary files of
         :func:`interp.files.atomic_path` (``.<name>.<8 hex>.<suffix>``), which a SIGKILL leaves behind. Call it
         holding the run's lock, when no writer can be at work."""
-        leftovers = [path for folder in (self.directory, self.directory / "checkpoints") if folder.is_dir()
+        leftovers = [path for folder in (self.directory, self.checkpoints_folder) if folder.is_dir()
                      for path in folder.iterdir() if LEFTOVER.fullmatch(path.name)]
         for path in leftovers:
             path.unlink(missing_ok=True)

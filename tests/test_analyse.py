@@ -4,6 +4,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from analyses.analyse import analyse_run
+from analyses.atom import AtomOptions
 from analyses.sanity import image_maps
 from interp.agents import make_agent, save_checkpoint
 from interp.cli import main
@@ -76,9 +78,19 @@ def test_analyse_command_runs_every_stage_in_workers_and_reuses_results(tmp_path
     cached = sorted(path for path in (analysis / "cache").glob("*/step_*") if path.suffix != ".sha256")
     # maps, agreement and ATOM for each checkpoint; sanity, evaluation, stills and video for the final one
     assert len(cached) == 10
+    cached.append(analysis / "evalset.npz")  # without --frames, the run's evaluation set is kept
     stamps = [path.stat().st_mtime_ns for path in cached]
     assert main(["analyse", str(run), "--workers", "2", "--episodes", "2"]) == 0
     assert [path.stat().st_mtime_ns for path in cached] == stamps
+    atom = pd.read_csv(analysis / "atom.csv")
+    shares = atom[(atom.method == "atom") & (atom.metric == "hierarchical_share")]
+    mixed = agreement[agreement.method == "atom"]
+    assert sorted(zip(mixed.step, mixed.metric, mixed.value, strict=True)) == sorted(
+        zip(shares.step, "atom_share/" + shares.object, shares.value, strict=True))
+    # ATOM is a declared input of agreement: other ATOM options, another agreement result
+    analyse_run(run, stages=("agreement",), options={"atom": AtomOptions(methods=("gradient",))}, progress=False,
+                log=lambda line: None)
+    assert len(list((analysis / "cache").glob("agreement-*"))) == 2
 
     baseline_run = tmp_path / "baseline"
     save_checkpoint(baseline_run / "checkpoints" / "step_000000000000.pt", make_agent("baseline", num_actions=3),

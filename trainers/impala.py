@@ -102,7 +102,7 @@ class Metrics:
             _truncate_rows(self.path, up_to_step)
         self.file = open(self.path, "a", newline="")  # noqa: SIM115 (closed by close())
         self.writer: csv.DictWriter | None = None
-        self.tensorboard = _summary_writer(run.directory / "tensorboard")
+        self.tensorboard = _summary_writer(run.tensorboard_folder)
 
     def write(self, row: dict) -> None:
         if self.writer is None:
@@ -320,10 +320,10 @@ class Trainer:
                                precision=self.precision, config=json.loads(self.config.to_json()))
 
     def _start(self) -> None:
-        directory = self.run_files.directory
-        if any((directory / "checkpoints").glob("step_*.pt")) or self.run_files.state_path.exists():
-            raise UserError(f"{directory} already holds a run; pass --resume to continue it or choose another --out")
-        (directory / "checkpoints").mkdir(parents=True, exist_ok=True)
+        if self.run_files.holds_training():
+            raise UserError(f"{self.run_files.directory} already holds a run; pass --resume to continue it or choose "
+                            "another --out")
+        self.run_files.checkpoints_folder.mkdir(parents=True, exist_ok=True)
         self._write_config()
 
     def _write_config(self) -> None:
@@ -378,10 +378,9 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
 def resume_config(run_dir: str | Path, **overrides) -> TrainConfig:
     """The saved config of a run, with ``overrides`` (e.g. a larger ``steps``); ``out`` is ``run_dir``, wherever the
     run was first written (a run directory may have been moved or copied)."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
+    if not Run.started(run_dir):
         raise UserError(f"{run_dir}: not a run directory (no config.json)")
-    return replace(TrainConfig.from_json(path), out=str(run_dir), **overrides)
+    return replace(TrainConfig.from_json(Path(run_dir) / "config.json"), out=str(run_dir), **overrides)
 
 
 __all__ = ["Metrics", "Trainer", "TrainerError", "checkpoint_schedule", "impala_loss", "learner_losses",
