@@ -66,7 +66,7 @@ def analyse_run(run: str | Path | Run, evalset_path: str | Path | None = None, *
             run_stage(plan, stage, workers=workers, backend=backend, progress=progress)
             seconds[stage.name] = time.perf_counter() - start
             log(f"{stage.name}: done, in {run.analysis}")
-        write_findings(run.analysis / "findings.json", run_findings(run))
+        write_findings(run.findings_path, run_findings(run))
         return seconds
 
 

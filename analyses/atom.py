@@ -29,9 +29,8 @@ import torch
 from analyses import page, plots
 from analyses.maps import MAP_METHODS, check_methods
 from analyses.stage import Job, Stage, load_result, table_of, write_table
-from interp.agents.policy import AgentPolicy
 from interp.atom import Atom, object_profile
-from interp.envs.probe import dual_ball_probe
+from interp.probe import dual_ball_probe
 from interp.runs import Run
 from interp.steps import Steps
 
@@ -69,7 +68,7 @@ def compute(job: Job) -> pd.DataFrame:
         rows.append((f"{first}~{second}", "spearman", "", float(correlation)))
     probe = options.probe if options.probe is not None else evalset.env.startswith("MiniPong-TwoBall")
     if probe:
-        result = dual_ball_probe(AgentPolicy(agent), frame_size=agent.obs_shape[-1])
+        result = dual_ball_probe("greedy", agent=agent, frame_size=agent.obs_shape[-1])
         for record in result.to_dict("records"):
             rows += [("probe", metric, record["ball"], float(record[metric]))
                      for metric in ("intercept_rate", "tracking", "mean_distance")]

@@ -6,15 +6,14 @@ from collections import deque
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from interp.agents import Agent
-from interp.agents.stepper import Stepper
 from interp.envs import make_env
 from interp.errors import UserError
 from interp.evalset import EvalSet, load_evalset
 from interp.importers import load_any
+from interp.rollout import rollout
 from interp.runs import Run
 
 
@@ -43,26 +42,21 @@ def build_evalset(agent: Agent, env_id: str, *, frames: int = 150, context: int 
         raise UserError(f"the reference agent plays observations {agent.obs_shape} with {agent.num_actions} actions; "
                         f"{env_id} has {tuple(env.observation_space.shape)} and {int(env.action_space.n)}: it cannot "
                         "play it")
-    stepper = Stepper(agent, 1, policy="sample", generator=torch.Generator().manual_seed(seed))
-    obs, info = env.reset(seed=seed)
     history: deque = deque(maxlen=context)
     kept: list[dict] = []
     bar = tqdm(total=frames, desc="evaluation frames", unit="frame", disable=None if progress else True)
-    for step in range(play_steps):
-        current = (obs, int(stepper.last_action[0]), float(stepper.reward[0]), bool(stepper.done[0]))
-        action = stepper.forward(torch.from_numpy(obs)[None])["action"]
-        if len(history) == context and step % stride == 0 and eligible(info["object_masks"]):
-            kept.append({"obs": obs, "last_action": current[1], "reward": current[2], "done": current[3],
-                         "action": int(action[0]), "masks": info["object_masks"], "rgb": env.render(),
+    for step in rollout(env, "sampled", agent=agent, seed=seed, steps=play_steps, render=True):
+        inputs = step.steps.inputs
+        current = (step.obs, int(inputs["last_action"][0, 0]), float(inputs["reward"][0, 0]),
+                   bool(inputs["done"][0, 0]))
+        if len(history) == context and step.index % stride == 0 and eligible(step.info["object_masks"]):
+            kept.append({"obs": step.obs, "last_action": current[1], "reward": current[2], "done": current[3],
+                         "action": step.action, "masks": step.info["object_masks"], "rgb": step.rgb,
                          "context": list(history)})
             bar.update()
             if len(kept) == frames:
                 break
         history.append(current)
-        obs, reward, terminated, truncated, info = env.step(int(action[0]))
-        if terminated or truncated:
-            obs, info = env.reset()
-        stepper.advance(action, [float(reward)], starts=[terminated or truncated])
     bar.close()
     env.close()
     if len(kept) < frames:
@@ -123,7 +117,7 @@ def ensure_evalset(run: Run, *, frames: int | None = None, seed: int = 0, progre
     """The run's own evaluation set, ``analysis/evalset.npz``, played by its final checkpoint; built if missing or
     if the one there has another seed or number of frames than asked for (``frames=None``: whatever it has, 150 for
     a new one; the results cached for the old set stay, under its own key)."""
-    path = run.analysis / "evalset.npz"
+    path = run.evalset_path
     if not path.exists() or not _has_frames_and_seed(path, frames, seed):
         evalset = build_evalset(run.agent, run.environment.id, frames=frames or 150, seed=seed,
                                 reference=str(run.checkpoint(run.final)), progress=progress,

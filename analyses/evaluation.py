@@ -19,9 +19,8 @@ from interp.agents import Agent
 from interp.agents.stepper import Stepper
 from interp.envs import make_vector_env
 from interp.errors import UserError
+from interp.rollout import POLICIES
 from interp.runs import Run
-
-POLICIES = ("greedy", "sampled", "random")
 
 
 @torch.no_grad()
@@ -41,7 +40,7 @@ def play(agent: Agent | None, env_id: str, *, episodes: int = 20, policy: str = 
     obs, _ = envs.reset(seed=seed)
     generator = torch.Generator().manual_seed(seed)
     num_actions = int(envs.single_action_space.n)
-    stepper = (Stepper(agent, episodes, policy="greedy" if policy == "greedy" else "sample", generator=generator)
+    stepper = (Stepper(agent, episodes, policy=policy, generator=generator)
                if policy != "random" else None)
     returns = np.zeros(episodes)
     finished = np.zeros(episodes, dtype=bool)

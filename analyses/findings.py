@@ -214,7 +214,7 @@ def _frames(run: Run) -> int:
         counts = table[(table.method == "atom") & (table.metric == "frames")]["value"]
         if len(counts):
             return int(counts.iloc[-1])
-    evalset = run.analysis / "evalset.npz"
+    evalset = run.evalset_path
     if evalset.exists():
         with np.load(evalset, allow_pickle=False) as data:
             return len(data["obs"])

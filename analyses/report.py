@@ -130,7 +130,7 @@ def write_report(runs: list[Run], out: str | Path) -> Path:
     found = {run.name: run_findings(run) for run in runs}
     for run in runs:
         if run.analysis.exists():
-            write_findings(run.analysis / "findings.json", found[run.name])
+            write_findings(run.findings_path, found[run.name])
     sections = [("findings", "Findings", findings_html(found)),
                 ("configuration", "Configuration", _configuration(runs)),
                 ("training", "Training", _training(runs))]

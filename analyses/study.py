@@ -253,7 +253,7 @@ def _on_ray(configs: list[TrainConfig], options: StudyOptions, address: str, cpu
             except ray.exceptions.RayTaskError as error:  # the run's own error, e.g. a UserError
                 raise error.cause from None
             rows[config.out] = row
-            _record_node(Path(config.out), node)
+            _record_node(Run.new(config), node)
             log(f"[{len(rows)}/{len(configs)}] {Path(config.out).name} on node {node[:8]}: {_done(row)}")
         return [rows[config.out] for config in configs]
     finally:
@@ -278,8 +278,8 @@ def _ray_run(job: RunJob) -> tuple[dict, str]:
     return job(), ray.get_runtime_context().get_node_id()
 
 
-def _record_node(run_dir: Path, node: str) -> None:
-    with atomic_path(run_dir / "analysis" / "node.txt") as tmp:
+def _record_node(run: Run, node: str) -> None:
+    with atomic_path(run.analysis / "node.txt") as tmp:
         tmp.write_text(node + "\n")
 
 

@@ -18,13 +18,13 @@ from tqdm import tqdm
 from analyses import page
 from analyses.stage import Job, Stage
 from interp.agents import Agent
-from interp.agents.stepper import Stepper
 from interp.attention import image_maps
 from interp.envs import make_env
 from interp.errors import UserError
 from interp.files import atomic_path
 from interp.hooks import record_attention
 from interp.render import heatmap_overlay, titled, upscale, write_mp4
+from interp.rollout import rollout
 from interp.runs import Run
 from interp.saliency import Perturbation
 
@@ -62,30 +62,21 @@ def render_video(agent: Agent, env_id: str, frames: int, out: str | Path, *, see
     env = make_env(env_id, seed=seed, **env_options)
     saliency = saliency or Perturbation()
     out = Path(out)
-    stepper = Stepper(agent, 1)
-    obs, _ = env.reset(seed=seed)
-    episode_return, video = 0.0, []
-    for step in tqdm(range(frames), desc="video", unit="frame", disable=None if progress else True):
-        rgb = env.render()
-        frame = torch.from_numpy(obs)[None]
-        steps = stepper.steps(frame)
-        with record_attention(agent) as records:
-            outputs = stepper.forward(frame)
+    video = []
+    transitions = rollout(env, "greedy", agent=agent, seed=seed, steps=frames, render=True)
+    for step in tqdm(transitions, total=frames, desc="video", unit="frame", disable=None if progress else True):
+        with record_attention(agent) as records, torch.no_grad():
+            agent(step.steps.inputs, step.steps.state)  # the step's forward pass again, recorded
         attention = {name: image_maps(record, agent.obs_shape[-1]) for name, record in records.items()
                      if record.tensors}
-        row = np.concatenate(_panels(rgb, attention, saliency.attribute(agent, steps)), axis=1)
-        caption = titled(np.zeros((0, row.shape[1], 3), np.uint8), f"{env_id}  step {step}  return {episode_return:g}")
+        row = np.concatenate(_panels(step.rgb, attention, saliency.attribute(agent, step.steps)), axis=1)
+        caption = titled(np.zeros((0, row.shape[1], 3), np.uint8),
+                         f"{env_id}  step {step.index}  return {step.episode_return:g}")
         image = np.concatenate([caption, row], axis=0)
         video.append(image)
-        if png_every and step % png_every == 0:
+        if png_every and step.index % png_every == 0:
             out.parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(out.with_name(f"{out.stem}_{step:05d}.png")), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        obs, reward, terminated, truncated, _ = env.step(int(outputs["action"][0]))
-        episode_return += float(reward)
-        if terminated or truncated:
-            obs, _ = env.reset()
-            episode_return = 0.0
-        stepper.advance(outputs["action"], [float(reward)], starts=[terminated or truncated])
+            cv2.imwrite(str(out.with_name(f"{out.stem}_{step.index:05d}.png")), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     env.close()
     return write_mp4(out, video, fps=15)
 

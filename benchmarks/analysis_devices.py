@@ -24,6 +24,7 @@ from interp.atom import Atom
 from interp.devices import resolve_device
 from interp.envs import make_env
 from interp.precision import tf32_matmuls
+from interp.rollout import rollout
 from interp.saliency import METHODS
 from interp.steps import Steps
 
@@ -33,16 +34,13 @@ MEASURED = ("perturbation", "gradient", "smoothgrad", "lrp", "atom")
 def pong_frames(frame_size: int, frames: int) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
     """``frames`` observations uint8 ``[N, 4, S, S]`` of a random policy on ALE Pong and their object masks."""
     env = make_env("ALE/Pong-v5", seed=0, frame_size=frame_size, object_masks=True)
-    env.reset(seed=0)
-    rng = np.random.default_rng(0)
     observations, masks = [], []
-    while len(observations) < frames:
-        obs, _, terminated, truncated, info = env.step(int(rng.integers(env.action_space.n)))
-        if terminated or truncated:
-            env.reset()
-        elif all(mask.any() for mask in info["object_masks"].values()):
-            observations.append(obs)
-            masks.append(info["object_masks"])
+    for step in rollout(env, "random"):
+        if all(mask.any() for mask in step.info["object_masks"].values()):  # every object on screen
+            observations.append(step.obs)
+            masks.append(step.info["object_masks"])
+            if len(observations) == frames:
+                break
     env.close()
     return torch.from_numpy(np.stack(observations)), {k: np.stack([m[k] for m in masks]) for k in masks[0]}
 

@@ -24,19 +24,16 @@ import torch
 from interp.agents import load_agent, make_agent
 from interp.atom import Atom
 from interp.envs import make_env
+from interp.rollout import rollout
 from interp.steps import Steps
 
 
 def minipong_steps(agent, frames: int) -> tuple[Steps, np.ndarray]:
     """``frames`` MiniPong steps of a random policy with their object masks ``[N, G, S, S]``."""
-    env = make_env("MiniPong-v0", seed=0, object_masks=True)
-    obs, _ = env.reset(seed=0)
-    rng = np.random.default_rng(0)
-    observations, masks = [], []
-    for _ in range(frames):
-        obs, _, _, _, info = env.step(int(rng.integers(3)))
-        observations.append(obs)
-        masks.append(np.stack([info["object_masks"][name] for name in sorted(info["object_masks"])]))
+    played = list(rollout(make_env("MiniPong-v0", seed=0, object_masks=True), "random", steps=frames))
+    observations = [step.obs for step in played]
+    masks = [np.stack([step.info["object_masks"][name] for name in sorted(step.info["object_masks"])])
+             for step in played]
     inputs = {"frame": torch.from_numpy(np.stack(observations))[None],
               "last_action": torch.zeros(1, frames, dtype=torch.long), "reward": torch.zeros(1, frames),
               "done": torch.zeros(1, frames, dtype=torch.bool)}

@@ -21,16 +21,12 @@ import torch
 
 from interp.agents import make_agent
 from interp.envs import make_env
+from interp.rollout import rollout
 from interp.saliency import Perturbation, StepFunction, Steps
 
 
 def minipong_steps(agent, frames: int) -> Steps:
-    env = make_env("MiniPong-v0", seed=0)
-    obs, _ = env.reset()
-    observations = []
-    for _ in range(frames):
-        obs, *_ = env.step(int(np.random.default_rng(len(observations)).integers(3)))
-        observations.append(obs)
+    observations = [step.obs for step in rollout(make_env("MiniPong-v0", seed=0), "random", steps=frames)]
     inputs = {"frame": torch.from_numpy(np.stack(observations))[None], "last_action": torch.zeros(1, frames,
               dtype=torch.long), "reward": torch.zeros(1, frames), "done": torch.zeros(1, frames, dtype=torch.bool)}
     return Steps(inputs, agent.initial_state(frames))

@@ -54,31 +54,28 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
     from interp.envs import make_env
     from interp.render import gray_to_rgb, overlay_masks, upscale, write_mp4
+    from interp.rollout import rollout
 
     if args.steps < 1 or args.seed < 0:
         raise UserError(f"demo needs steps >= 1 and a seed >= 0, got {args.steps} and {args.seed}")
     out = check_writable(args.out, folder=True)
     for env_id in args.env or ["MiniPong-v0", "ALE/Pong-v5"]:
         env = make_env(env_id, seed=args.seed, object_masks=True)
-        obs, info = env.reset()
-        frames, returns, episode_return = [], [], 0.0
+        frames, returns = [], []
         start = time.perf_counter()
-        for _ in tqdm(range(args.steps), desc=env_id, unit="step", leave=False):
-            obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
-            episode_return += float(reward)
-            newest = gray_to_rgb(obs[-1])
-            panels = [upscale(env.render(), 336), upscale(newest, 336),
-                      upscale(overlay_masks(newest, info["object_masks"]), 336)]
+        transitions = rollout(env, "random", seed=args.seed, steps=args.steps, render=True)
+        for step in tqdm(transitions, total=args.steps, desc=env_id, unit="step", leave=False):
+            newest = gray_to_rgb(step.obs[-1])
+            panels = [upscale(step.rgb, 336), upscale(newest, 336),
+                      upscale(overlay_masks(newest, step.info["object_masks"]), 336)]
             frames.append(np.concatenate(panels, axis=1))
-            if terminated or truncated:
-                returns.append(episode_return)
-                episode_return = 0.0
-                obs, info = env.reset()
+            if step.ended:
+                returns.append(step.episode_return + step.reward)
         seconds = time.perf_counter() - start
         video = write_mp4(out / f"{env_id.replace('/', '_')}.mp4", frames, fps=30)
         finished = f"{len(returns)} episodes, mean return {np.mean(returns):.2f}" if returns else "no episode ended"
         print(f"{env_id}: {args.steps} random-policy steps with object masks and rendering in {seconds:.1f}s "
-              f"({finished}); objects {sorted(info['object_masks'])}; video {video}")
+              f"({finished}); objects {sorted(step.info['object_masks'])}; video {video}")
 
 
 def _short_openmp_spin() -> None:
@@ -224,7 +221,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     runs = [Run.open(path, env=args.env, steps_from=args.steps_from) for path in args.run_dirs]
     check_writable(args.out or runs[0].directory / "report.html")
     for run in runs:  # the pictures the report shows, rendered once from the run's final checkpoint
-        evalset = Path(args.evalset) if args.evalset else run.analysis / "evalset.npz"
+        evalset = Path(args.evalset) if args.evalset else run.evalset_path
         wanted = (("stills",) if evalset.exists() else ()) + (("video",) if args.video_frames else ())
         options = {"video": VideoOptions(frames=args.video_frames)} if args.video_frames else {}
         if wanted:
@@ -281,7 +278,7 @@ def cmd_findings(args: argparse.Namespace) -> None:
         found, where = study_findings(Path(args.path)), Path(args.path) / "findings.json"
     else:
         run = Run.open(args.path, analysis=args.out, env=args.env, steps_from=args.steps_from)
-        found, where = run_findings(run), run.analysis / "findings.json"
+        found, where = run_findings(run), run.findings_path
     if where.parent.is_dir():
         write_findings(where, found)
     print(as_text(found))

@@ -282,6 +282,15 @@ class Run:
     # ---- analyses ----
 
     @property
+    def evalset_path(self) -> Path:
+        """The run's own evaluation set, which ``interp analyse`` builds from the final checkpoint."""
+        return self.analysis / "evalset.npz"
+
+    @property
+    def findings_path(self) -> Path:
+        return self.analysis / "findings.json"
+
+    @property
     def cache(self) -> Path:
         """One folder per stage and options, one result file per checkpoint (:mod:`analyses.stages`)."""
         return self.analysis / "cache"

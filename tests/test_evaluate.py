@@ -7,23 +7,16 @@ import pytest
 from analyses.analyse import analyse_run
 from analyses.evaluation import POLICIES, EvaluationOptions, play
 from interp.agents import make_agent, save_checkpoint
-from interp.agents.policy import AgentPolicy
 from interp.cli import main
 from interp.envs import make_env
 from interp.errors import UserError
+from interp.rollout import rollout
 from interp.runs import Run
 
 
 def play_alone(agent, seed: int, frame_size: int) -> float:
     env = make_env("MiniPong-v0", seed=seed, frame_size=frame_size)
-    obs, _ = env.reset(seed=seed)
-    policy = AgentPolicy(agent)  # greedy, with the agent's state, previous action and reward
-    total, done = 0.0, False
-    while not done:
-        obs, reward, terminated, truncated, _ = env.step(policy(obs))
-        policy.observe(reward)
-        total, done = total + reward, terminated or truncated
-    return total
+    return sum(step.reward for step in rollout(env, "greedy", agent=agent, seed=seed, episodes=1))
 
 
 @pytest.mark.parametrize(("arch", "frame_size", "options"), [

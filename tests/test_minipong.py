@@ -6,7 +6,7 @@ from gymnasium.utils.env_checker import check_env
 
 from interp.envs import MINIPONG_VARIANTS, make_env, make_vector_env
 from interp.envs.minipong import PADDLE_H, SHADE
-from interp.envs.probe import dual_ball_probe
+from interp.probe import dual_ball_probe
 
 
 def play(env, policy, episodes, seed=0):

@@ -56,7 +56,7 @@ def test_sampling_draws_from_its_generator_only():
     frames = torch.randint(0, 256, (64, 4, 84, 84), dtype=torch.uint8)
 
     def sample(seed):
-        return Stepper(agent, 64, policy="sample", generator=torch.Generator().manual_seed(seed)).forward(frames)[
+        return Stepper(agent, 64, policy="sampled", generator=torch.Generator().manual_seed(seed)).forward(frames)[
             "action"]
 
     before = torch.random.get_rng_state()

@@ -49,7 +49,7 @@ class _Group:
         self.columns = columns
         self.env = make_vector_env(config.env, count, seed=seed + columns.start, frame_size=config.frame_size,
                                    num_threads=config.env_threads, **config.env_options)
-        self.stepper = Stepper(agent, count, policy="sample", precision=chosen_precision,
+        self.stepper = Stepper(agent, count, policy="sampled", precision=chosen_precision,
                                generator=torch.Generator().manual_seed(seed + columns.start))
         obs, _ = self.env.reset(seed=seed + columns.start)
         self.frames = torch.from_numpy(np.asarray(obs))

@@ -1,9 +1,9 @@
 """An agent stepping through environments one step at a time: the one home of what an agent needs between steps
 besides the frame (its state, the previous action and reward, which environments start an episode).
 
-The training actors, the evaluation-set builder, the overlay video, :func:`analyses.evaluation.play` and
-:class:`interp.agents.policy.AgentPolicy` all drive agents through :class:`Stepper`; :func:`step_inputs` builds
-the inputs of a forward pass wherever one is written by hand (tests, benchmarks).
+The training actors, :func:`interp.rollout.rollout` (the evaluation set, the overlay video, the dual-ball probe)
+and :func:`analyses.evaluation.play` all drive agents through :class:`Stepper`; :func:`step_inputs` builds the
+inputs of a forward pass wherever one is written by hand (tests, benchmarks).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from interp import precision
 from interp.agents.base import Agent, State
 from interp.steps import Steps
 
-POLICIES = ("greedy", "sample")
+POLICIES = ("greedy", "sampled")
 
 
 def step_inputs(frame: torch.Tensor, last_action: torch.Tensor | None = None, reward: torch.Tensor | None = None,
@@ -32,14 +32,14 @@ def step_inputs(frame: torch.Tensor, last_action: torch.Tensor | None = None, re
 class Stepper:
     """``agent`` stepping ``batch_size`` environments together, one batched forward pass per step.
 
-    >>> stepper = Stepper(agent, 16, policy="sample", generator=torch.Generator().manual_seed(0))
+    >>> stepper = Stepper(agent, 16, policy="sampled", generator=torch.Generator().manual_seed(0))
     >>> outputs = stepper.forward(frames)            # frames [16, C, S, S]; outputs [16, ...], "action" chosen here
     >>> ... rewards, ended = env.step(outputs["action"]) ...
     >>> stepper.advance(outputs["action"], rewards, starts)   # starts [16]: the next frame begins an episode
 
     Every environment starts an episode at the first step. :meth:`forward` may be called again on the same frames
     (with new weights, say): the state moves on only with :meth:`advance`. Actions are the most likely
-    (``policy="greedy"``) or drawn from the policy with ``generator`` (``"sample"``); the agent runs in eval mode.
+    (``policy="greedy"``) or drawn from the policy with ``generator`` (``"sampled"``); the agent runs in eval mode.
     ``precision="bf16"`` runs the forward pass under bfloat16 autocast (the state is kept in float32).
     """
 

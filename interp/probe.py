@@ -7,16 +7,16 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from interp.agents.base import Agent
 from interp.envs.minipong import PADDLE_H, MiniPongConfig, MiniPongEnv
-
-Policy = Callable[[np.ndarray], int]
-"""obs uint8 ``[4, 84, 84]`` -> action; optional methods: ``reset()`` is called at each episode start and
-``observe(reward)`` after each step (see :class:`interp.agents.policy.AgentPolicy`)."""
+from interp.rollout import rollout
 
 
-def dual_ball_probe(policy: Policy, *, episodes: int = 5, seed: int = 0, max_steps: int = 2000,
-                    frame_size: int = 84) -> pd.DataFrame:
-    """Dual ball discrimination test: play MiniPong-TwoBall with ``policy`` and measure, for each ball,
+def dual_ball_probe(policy: str | Callable[[np.ndarray], int], *, agent: Agent | None = None, episodes: int = 5,
+                    seed: int = 0, max_steps: int = 2000, frame_size: int = 84) -> pd.DataFrame:
+    """Dual ball discrimination test: play MiniPong-TwoBall with ``policy`` (of :mod:`interp.rollout`: ``"greedy"``
+    with ``agent``, say, or a callable ``obs -> action``), episode ``i`` seeded ``seed + i``, and measure, for each
+    ball,
 
     - ``arrivals``: how often the ball reached the agent's paddle line, ``intercepts``: how often the paddle
       was there to return it, and ``intercept_rate`` = intercepts / arrivals;
@@ -36,17 +36,10 @@ def dual_ball_probe(policy: Policy, *, episodes: int = 5, seed: int = 0, max_ste
     approach_steps = 0
     returns = []
     for episode in range(episodes):
-        obs, _ = env.reset(seed=seed + episode)
-        if hasattr(policy, "reset"):
-            policy.reset()
-        done, total = False, 0.0
-        while not done:
-            obs, reward, terminated, truncated, info = env.step(policy(obs))
-            if hasattr(policy, "observe"):
-                policy.observe(reward)
-            total += reward
-            done = terminated or truncated
-            for name, event in info["ball_events"].items():
+        total = 0.0
+        for step in rollout(env, policy, agent=agent, seed=seed + episode, episodes=1):
+            total += step.reward
+            for name, event in step.next_info["ball_events"].items():
                 arrivals[name] += event is not None
                 intercepts[name] += event == "hit"
             game = env.game
