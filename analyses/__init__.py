@@ -1,9 +1,9 @@
 """Pipelines over checkpoints and runs. :data:`STAGES` is the registry of analysis stages (:mod:`analyses.stage`),
 in the order ``interp analyse`` runs them; adding one is a module with a ``STAGE`` and an entry here."""
 
-from analyses import agreement, atom, evaluation, maps, sanity, stills, video
+from analyses import agreement, atom, evaluation, health, maps, sanity, stills, video
 
-STAGES = {stage.name: stage for stage in (maps.STAGE, atom.STAGE, agreement.STAGE, sanity.STAGE, evaluation.STAGE,
-                                          stills.STAGE, video.STAGE)}
+STAGES = {stage.name: stage for stage in (maps.STAGE, atom.STAGE, agreement.STAGE, sanity.STAGE, health.STAGE,
+                                          evaluation.STAGE, stills.STAGE, video.STAGE)}
 ALIASES = {"overlap": "agreement"}
 """earlier names of stages, still accepted on the command line"""

@@ -160,6 +160,17 @@ def test_resume_continues_step_count_and_optimizer(tmp_path):
         Trainer(TrainConfig(arch="baseline", steps=512, out=out, actors=0, **SMALL), progress=False).run()
 
 
+@pytest.mark.parametrize("schedule, last_factor", [("constant", 1.0), ("linear", 1 - 224 / 256)])
+def test_the_linear_schedule_anneals_the_learning_rate_to_zero_at_the_last_step(tmp_path, schedule, last_factor):
+    out = tmp_path / "run"
+    train(TrainConfig(arch="baseline", steps=256, lr=6e-4, lr_schedule=schedule, out=str(out), actors=0, **SMALL),
+          progress=False)
+    state = torch.load(out / "trainer_state.pt", weights_only=True)  # the last update starts at step 224
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(6e-4 * last_factor, rel=1e-9)
+    with pytest.raises(UserError, match="lr_schedule must be one of constant, linear"):
+        TrainConfig(arch="baseline", lr_schedule="cosine")
+
+
 def test_until_return_stops_at_the_return_and_a_finished_run_resumes_to_nothing(tmp_path):
     out = tmp_path / "run"
     # one point per episode: 100 episodes end within a few thousand steps, each returning -1 or +1

@@ -18,6 +18,7 @@ from interp.errors import UserError
 from interp.precision import PRECISIONS
 
 OPTIMIZERS = ("rmsprop_tf1", "rmsprop_torch")
+LR_SCHEDULES = ("constant", "linear")
 PRESETS = ("thesis", "monobeast", "pong")
 
 
@@ -95,6 +96,8 @@ class TrainConfig:
     rmsprop_tf1 on ALE games, rmsprop_torch on MiniPong"""
     lr: float = 6e-4
     """learning rate"""
+    lr_schedule: str = field(default="constant", metadata={"choices": LR_SCHEDULES})
+    """constant; or linear: the learning rate falls linearly to 0 at --steps, as IMPALA and MonoBeast anneal it"""
     rmsprop_alpha: float = 0.99
     """RMSProp's decay of the mean square"""
     rmsprop_eps: float = 0.01
@@ -173,6 +176,7 @@ class TrainConfig:
             return (f"out of range: {', '.join(wrong)} (learning rate, epsilon and clip > 0; alpha and momentum in "
                     "[0, 1); discounting in [0, 1]; costs and reward clip >= 0; all finite)")
         for name, allowed in (("device", None), ("precision", PRECISIONS), ("optimizer", OPTIMIZERS),
+                              ("lr_schedule", LR_SCHEDULES),
                               ("backend", BACKENDS), ("preset", ("", *PRESETS))):
             value = getattr(self, name)
             if allowed is None and value not in ("cpu", "cuda") and not str(value).startswith("cuda:"):

@@ -91,6 +91,15 @@ def checkpoint_schedule(total_steps: int, every: int, first: int = 100) -> list[
     return sorted({0, *early, *regular, total_steps})
 
 
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """The learning rate of the update after ``step`` environment steps: ``config.lr``, or with the linear schedule
+    ``config.lr * (1 - step / config.steps)`` (MonoBeast's ``LambdaLR``), never below 0. A function of the step
+    alone, so a resumed run continues on the same schedule."""
+    if config.lr_schedule == "linear":
+        return config.lr * max(0.0, 1.0 - step / max(config.steps, 1))
+    return config.lr
+
+
 class Metrics:
     """``metrics.csv`` (one row per update) and the same as TensorBoard events."""
 
@@ -278,6 +287,8 @@ class Trainer:
         self.optimizer.zero_grad()
         losses["total_loss"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.agent.parameters(), self.config.grad_norm_clip)
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.config, self.step)
         self.optimizer.step()
         self.updates += 1
         return {**{k: v.item() for k, v in losses.items()}, "grad_norm": grad_norm.item()}
@@ -384,4 +395,4 @@ def resume_config(run_dir: str | Path, **overrides) -> TrainConfig:
 
 
 __all__ = ["Metrics", "Trainer", "TrainerError", "checkpoint_schedule", "impala_loss", "learner_losses",
-           "resume_config", "train"]
+           "learning_rate", "resume_config", "train"]

@@ -1,0 +1,170 @@
+"""The network's health across training: which units are alive, how sharp its attention is, which modules move its
+outputs. An agent that does not learn, or unlearns, usually shows why here: a first layer whose units never fire,
+attention that stays uniform or collapses onto one key, a module the outputs stopped depending on.
+
+``RUN_DIR/analysis/health.csv`` is tidy: ``step, module, metric, value``, over the first ``frames`` frames of the
+evaluation set, with ``metric``:
+
+- ``active_units``: per convolution and linear layer (``module`` its dotted name), the fraction of its output
+  units (channels, features) that are positive on at least one frame at one position. Where a ReLU follows the
+  layer (the vision network, the MLPs' hidden layers) the others are dead: they pass nothing and learn nothing.
+- ``attention_entropy``: per attention hook and head (``<hook name>/h<i>``), the entropy of the head's weights over
+  its keys divided by the log of the number of keys, averaged over frames, queries and groups: 1 is uniform, 0 is
+  all weight on one key.
+- ``policy_gradient_norm`` and ``value_gradient_norm``: per top-level module with parameters, the L2 norm of the
+  gradient, with respect to its parameters, of the greedy action's log-probability and of the value, each averaged
+  over the frames: how much the module can still move the agent's outputs.
+
+``analysis/health.png`` plots each against the training step.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from analyses import page, plots
+from analyses.stage import Job, Stage, load_result, write_table
+from interp.errors import UserError
+from interp.hooks import record_attention
+from interp.runs import Run
+from interp.steps import Steps
+
+COLUMNS = ("step", "module", "metric", "value")
+DEAD_BELOW = 0.1
+"""a layer with fewer active units than this at the final checkpoint is named in the report"""
+
+
+@dataclass(frozen=True)
+class HealthOptions:
+    frames: int = 32
+    """frames of the evaluation set used (the first ones)"""
+
+    def __post_init__(self) -> None:
+        if self.frames < 1:
+            raise UserError(f"health needs frames >= 1, got {self.frames}")
+
+
+def active_units(agent: nn.Module, steps: Steps) -> dict[str, float]:
+    """Per convolution and linear layer, the fraction of output units positive somewhere on the steps."""
+    layers = {name: module for name, module in agent.named_modules() if isinstance(module, (nn.Conv2d, nn.Linear))}
+    fired: dict[str, torch.Tensor] = {}
+
+    def record(name: str, module: nn.Module, inputs, output: torch.Tensor) -> None:
+        units = output.movedim(1, -1) if isinstance(module, nn.Conv2d) else output  # units last
+        positive = (units > 0).reshape(-1, units.shape[-1]).any(dim=0)
+        fired[name] = positive | fired[name] if name in fired else positive
+
+    handles = [module.register_forward_hook(lambda m, i, o, name=name: record(name, m, i, o))
+               for name, module in layers.items()]
+    try:
+        with torch.no_grad():
+            agent(steps.inputs, steps.state)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name: float(positive.float().mean()) for name, positive in fired.items()}
+
+
+def attention_entropy(agent: nn.Module, steps: Steps) -> dict[str, float]:
+    """Per attention hook and head, the mean normalised entropy of its weights over the keys."""
+    with record_attention(agent) as records, torch.no_grad():
+        agent(steps.inputs, steps.state)
+    entropies = {}
+    for name, record in records.items():
+        weights = record.tensors[-1].float()
+        if record.layout == "spatial":  # [N, heads, h, w]
+            weights = weights.flatten(2)
+        else:  # [N, groups, heads, queries, keys]
+            weights = weights.movedim(2, 1).flatten(2, -2)
+        scale = math.log(weights.shape[-1]) if weights.shape[-1] > 1 else 1.0  # one key: entropy 0
+        entropy = -(weights * weights.clamp_min(1e-12).log()).sum(-1) / scale
+        per_head = entropy.movedim(1, 0).reshape(entropy.shape[1], -1).mean(dim=1)
+        entropies.update({f"{name}/h{head}": float(value) for head, value in enumerate(per_head)})
+    return entropies
+
+
+def gradient_norms(agent: nn.Module, steps: Steps) -> dict[str, dict[str, float]]:
+    """``policy`` and ``value`` -> per top-level module with parameters, the norm of the gradient of the mean greedy
+    log-probability (of the mean value) with respect to the module's parameters."""
+    modules = {name: list(module.parameters()) for name, module in agent.named_children()
+               if any(True for _ in module.parameters())}
+    parameters = [p for group in modules.values() for p in group]
+    with torch.enable_grad():
+        outputs, _ = agent(steps.inputs, steps.state)
+        objectives = {"policy": outputs["policy_logits"][0].float().log_softmax(-1).max(-1).values.mean(),
+                      "value": outputs["baseline"][0].float().mean()}
+        norms = {}
+        for output, objective in objectives.items():
+            grads = iter(torch.autograd.grad(objective, parameters, retain_graph=True, allow_unused=True))
+            norms[output] = {name: math.sqrt(sum(float(g.float().square().sum()) for g in
+                                                 (next(grads) for _ in group) if g is not None))
+                             for name, group in modules.items()}
+    return norms
+
+
+def compute(job: Job) -> pd.DataFrame:
+    _, loaded, steps = job.evaluation(slice(0, job.options.frames))
+    agent = loaded.agent
+    rows = [("active_units", active_units(agent, steps)), ("attention_entropy", attention_entropy(agent, steps)),
+            *((f"{output}_gradient_norm", norms) for output, norms in gradient_norms(agent, steps).items())]
+    return pd.DataFrame([(job.step, module, metric, value) for metric, values in rows
+                         for module, value in values.items()], columns=list(COLUMNS))
+
+
+def finish(run: Run, results: dict[int, Path], options: HealthOptions) -> None:
+    table = pd.concat([load_result(path) for _, path in sorted(results.items())], ignore_index=True)
+    write_table(run.analysis / "health.csv", table)
+    plot_health(table, run.analysis / "health.png", title=run.name)
+
+
+def plot_health(table: pd.DataFrame, path: Path, title: str = "") -> Path:
+    """Active units (mean over each top-level module's layers), attention entropy per head and the policy's
+    gradient norm per module, against the step."""
+    panels = [("active_units", "active units (mean over layers)", False),
+              ("attention_entropy", "attention entropy / log(keys)", False),
+              ("policy_gradient_norm", "gradient norm of log pi(greedy)", True)]
+    figure, axes = plots.figure(13, 3.4, 1, 3)
+    for axis, (metric, label, log_scale) in zip(axes, panels, strict=True):
+        rows = table[table.metric == metric]
+        group = rows.module if metric == "attention_entropy" else rows.module.str.split(".").str[0]
+        for name, curve in rows.groupby(group)["value"]:
+            means = curve.groupby(rows.loc[curve.index, "step"]).mean()
+            axis.plot(means.index, means.to_numpy(), marker="o", markersize=3, label=name)
+        if log_scale and (rows.value > 0).any():
+            axis.set_yscale("log")
+        axis.set_xlabel("step")
+        axis.set_title(label, fontsize=9)
+        if len(rows):
+            axis.legend(fontsize=6)
+    figure.suptitle(f"network health - {title}", fontsize=9)
+    return plots.save(figure, path)
+
+
+def section(run: Run) -> str:
+    table = run.read_table("health.csv", COLUMNS)
+    if table is None:
+        return page.missing("health table", f"interp health {run.directory}")
+    final = table[(table.step == table.step.max()) & (table.metric == "active_units")]
+    dead = final[final.value < DEAD_BELOW]
+    named = ", ".join(f"{module} ({value:.0%})" for module, value in zip(dead.module, dead.value, strict=True))
+    verdict = (f"<p><b>Mostly dead</b> at the final checkpoint (fewer than {DEAD_BELOW:.0%} of the units positive "
+               f"on any frame): {html.escape(named)}</p>" if len(dead)
+               else "<p>Every layer has units that fire at the final checkpoint.</p>")
+    return page.image(run.analysis / "health.png", f"{run.name}: network health") + verdict
+
+
+STAGE = Stage(
+    name="health", summary="dead units, attention entropy and gradient norms per module across training",
+    description="For every checkpoint of RUN_DIR, on the first --frames frames of the evaluation set: the fraction "
+                "of each convolution's and linear layer's units that fire, each attention head's normalised "
+                "entropy, and the gradient norm per module of the greedy log-probability and of the value. Writes "
+                "RUN_DIR/analysis/health.csv (step, module, metric, value) and health.png.",
+    options=HealthOptions, compute=compute, finish=finish, section=section, heading="Network health",
+    tables=("health.csv",))

@@ -1,0 +1,70 @@
+import math
+
+import pandas as pd
+import torch
+
+from analyses.health import active_units, attention_entropy, gradient_norms
+from interp.agents import make_agent
+from interp.steps import Steps
+
+
+def steps_of(agent, count: int = 5, seed: int = 0) -> Steps:
+    generator = torch.Generator().manual_seed(seed)
+    inputs = {"frame": torch.randint(0, 256, (1, count, *agent.obs_shape), dtype=torch.uint8, generator=generator),
+              "last_action": torch.randint(0, 3, (1, count), generator=generator),
+              "reward": torch.randn(1, count, generator=generator), "done": torch.zeros(1, count, dtype=torch.bool)}
+    return Steps(inputs, agent.initial_state(count))
+
+
+def test_a_layer_with_a_very_negative_bias_has_no_active_units():
+    torch.manual_seed(0)
+    agent = make_agent("baseline", num_actions=3).eval()
+    steps = steps_of(agent)
+    assert active_units(agent, steps)["vision.net.0"] > 0.5
+    with torch.no_grad():
+        agent.vision.net[0].bias.fill_(-1e6)
+    units = active_units(agent, steps)
+    assert units["vision.net.0"] == 0.0
+    assert set(units) == {name for name, module in agent.named_modules()
+                          if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear))}
+
+
+def test_spatial_attention_entropy_is_one_when_uniform_and_near_zero_when_peaked():
+    torch.manual_seed(0)
+    agent = make_agent("mott", num_actions=3, obs_shape=(4, 42, 42)).eval()
+    steps = steps_of(agent)
+    last = agent.answerer.query[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.zero_()  # every query 0: equal logits on every cell
+    uniform = attention_entropy(agent, steps)
+    assert len(uniform) == agent.answerer.heads
+    assert all(math.isclose(value, 1.0, abs_tol=1e-5) for value in uniform.values()), uniform
+    with torch.no_grad():
+        last.bias.normal_(0, 1e4)  # huge random queries: one cell takes all the weight
+    assert all(value < 0.05 for value in attention_entropy(agent, steps).values())
+
+
+def test_gradient_norms_equal_those_of_backward_on_each_module():
+    torch.manual_seed(0)
+    agent = make_agent("baseline", num_actions=3).eval()
+    steps = steps_of(agent)
+    norms = gradient_norms(agent, steps)
+    outputs, _ = agent(steps.inputs, steps.state)
+    outputs["baseline"][0].mean().backward()
+    for name, module in agent.named_children():
+        grads = [p.grad.flatten() for p in module.parameters() if p.grad is not None]
+        if any(True for _ in module.parameters()):
+            expected = torch.cat(grads).norm().item() if grads else 0.0
+            assert math.isclose(norms["value"][name], expected, rel_tol=1e-4), name
+    assert set(norms["policy"]) == set(norms["value"]) and all(value > 0 for value in norms["policy"].values())
+
+
+def test_interp_analyse_writes_the_health_table_for_every_checkpoint(analysed_run):
+    table = pd.read_csv(analysed_run / "analysis" / "health.csv")
+    checkpoints = sorted(int(path.stem.split("_")[1]) for path in (analysed_run / "checkpoints").glob("step_*.pt"))
+    assert sorted(table.step.unique()) == checkpoints
+    assert set(table.metric) == {"active_units", "attention_entropy", "policy_gradient_norm", "value_gradient_norm"}
+    bounded = table[table.metric.isin(["active_units", "attention_entropy"])].value
+    assert bounded.between(0, 1 + 1e-6).all() and (table.value >= 0).all()
+    assert (analysed_run / "analysis" / "health.png").stat().st_size > 0
