@@ -50,7 +50,7 @@ def test_report_loads_plays_and_renders_in_chromium(report, tmp_path):
     assert errors == []
     assert played["error"] is None and played["time"] > 0 and played["width"] > 0
     assert headings == ["Findings", "Configuration", "Training", "ATOM across training", "Attention against saliency",
-                        "Sanity checks", "Attention stills", "Overlay video", "Data behind the plots"]
+                        "Sanity checks", "Network health", "Attention stills", "Overlay video", "Data behind the plots"]
     assert len(images) >= 8 and min(images) > 0  # every embedded picture decodes
     shot = cv2.imread(str(screenshot))
     assert shot.shape[0] > 2000 and shot.shape[1] >= 1200
