@@ -292,7 +292,12 @@ def study_findings(out: Path) -> list[Finding]:
     first reached the threshold; then the ranking, and the caveats (a single seed)."""
     table = pd.read_csv(out / "study.csv")
     found = []
-    for arch, group in table.groupby("arch", sort=False):
+    for arch, everything in table.groupby("arch", sort=False):
+        group = everything.dropna(subset=["greedy_return"])
+        if len(group) < len(everything):  # runs still training, or trained but not yet evaluated
+            found.append(_not_evaluated(arch, everything[everything.greedy_return.isna()]))
+        if group.empty:
+            continue
         verdicts = []
         for seed in group.seed:
             learned = [f for f in learning(Run.open(out / "runs" / f"{arch}-s{seed}"))
@@ -309,12 +314,19 @@ def study_findings(out: Path) -> list[Finding]:
                 f"{group.random_return.mean():+.2f}{first}.")
         found.append(Finding("learning", text, "table", warning=sum(verdicts) * 2 < len(verdicts),
                              numbers={"arch": arch, "learned": sum(verdicts), "seeds": len(verdicts)}))
-    means = table.groupby("arch", sort=False).greedy_return.mean().sort_values(ascending=False)
-    found.append(Finding("learning", "Ranked by mean greedy return: " + ", ".join(
-        f"{arch} {value:+.2f}" for arch, value in means.items()) + ".", "learning"))
+    means = table.groupby("arch", sort=False).greedy_return.mean().dropna().sort_values(ascending=False)
+    if len(means):
+        found.append(Finding("learning", "Ranked by mean greedy return: " + ", ".join(
+            f"{arch} {value:+.2f}" for arch, value in means.items()) + ".", "learning"))
     if table.groupby("arch").size().min() < 2:
         found.append(Finding("caveat", "Some architectures have a single seed: no interval across seeds for them."))
     return found
+
+
+def _not_evaluated(arch: str, runs: pd.DataFrame) -> Finding:
+    seeds = ", ".join(f"seed {seed} at {steps:,.0f} steps" for seed, steps in zip(runs.seed, runs.steps, strict=True))
+    return Finding("caveat", f"{arch}: {len(runs)} run(s) without an evaluation of the final checkpoint ({seeds}): "
+                   "left out of its learning figures.", "table", warning=True)
 
 
 # ---- statistics across seeds ----

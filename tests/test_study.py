@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analyses.study import COLUMNS, FIGURES, StudyOptions, iqm_with_ci, run_study, t_interval
+from analyses.study import COLUMNS, FIGURES, StudyOptions, iqm_with_ci, run_study, study_findings, t_interval
 from interp.cli import main
 from interp.errors import UserError
 
@@ -154,3 +154,15 @@ def test_on_a_two_node_ray_cluster_runs_land_on_both_nodes_with_the_local_output
         ours = pd.read_csv(tmp_path / "ray" / "runs" / "baseline-s1" / "analysis" / name)
         theirs = pd.read_csv(tmp_path / "local" / "runs" / "baseline-s1" / "analysis" / name)
         pd.testing.assert_frame_equal(ours, theirs)
+
+
+def test_a_run_without_an_evaluation_is_named_not_averaged_as_nan(tmp_path):
+    nan = float("nan")
+    pd.DataFrame({"arch": ["mott", "mott"], "seed": [0, 1], "steps": [525120, 10240], "greedy_return": [nan, nan],
+                  "random_return": [nan, nan], "first_step_at": [nan, nan], "threshold": [18.0, 18.0]}
+                 ).to_csv(tmp_path / "study.csv", index=False)
+    found = study_findings(tmp_path)
+    texts = [finding.text for finding in found]
+    assert texts[0] == ("mott: 2 run(s) without an evaluation of the final checkpoint (seed 0 at 525,120 steps, "
+                        "seed 1 at 10,240 steps): left out of its learning figures.")
+    assert found[0].warning and not any("nan" in text for text in texts)
