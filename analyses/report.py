@@ -43,7 +43,7 @@ def _configuration(runs: list[Run]) -> str:
             "lr", "entropy_cost", "discounting", "precision", "seed"]
 
     def setting(run: Run, key: str) -> str:
-        value = getattr(run.config, key, "") if run.config is not None else ""
+        value = run.config.get(key, "") if run.config is not None else ""
         return f"<td>{html.escape(str(value))}</td>"
 
     rows = [("agent", [f"<td>{r.agent.name}</td>" for r in runs]),

@@ -146,7 +146,7 @@ def _summary_html(summary: pd.DataFrame) -> str:
 def _settings_html(options: StudyOptions, out: Path) -> str:
     rows = []
     for config in options.grid(out)[::options.seeds]:
-        run_config = Run.open(config.out).config if Run.started(config.out) else config
+        run_config = TrainConfig.from_json(Run.open(config.out).config_path) if Run.started(config.out) else config
         rows.append(f"<tr><th>{html.escape(config.arch)}</th><td style='text-align:left'><code>"
                     f"{html.escape(_distinct_settings(run_config))}</code></td></tr>")
     header = "<tr><th>arch</th><th>settings that differ from interp train's defaults</th></tr>"

@@ -3,7 +3,8 @@
 Every analysis relies on this contract alone: an ordered set of ``(step, checkpoint file)`` and the environment
 (id and options, the frame size among them). ``interp train`` writes a run in this layout, through :class:`Run`:
 
-    RUN_DIR/config.json                       the TrainConfig
+    RUN_DIR/config.json                       the TrainConfig, as JSON (read here as a mapping: the run model
+                                              sits below the trainer and does not import it)
     RUN_DIR/checkpoints/step_<12 digits>.pt   checkpoints (interp.agents.save_checkpoint)
     RUN_DIR/metrics.csv, tensorboard/         one row per update
     RUN_DIR/trainer_state.pt                  optimizer, step and RNG state for --resume
@@ -14,8 +15,10 @@ Every analysis relies on this contract alone: an ordered set of ``(step, checkpo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import functools
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -37,6 +40,27 @@ LEFTOVER = re.compile(r"\..+\.[0-9a-f]{8}\.(tmp|csv|json)")
 RUN_FILES = {"config.json": "its configuration", "metrics.csv": "its training metrics",
              "trainer_state.pt": "its trainer state"}
 """the files of a run directory that its commands write, each with what it holds"""
+
+
+CONFIG_FIELDS = {"arch": str, "env": str, "frame_size": int, "env_options": dict, "seed": int}
+"""the fields of ``config.json`` the run model and the analyses read, with their types"""
+
+
+def read_config(path: Path) -> dict:
+    """A run's ``config.json`` as a mapping, checked for what the analyses read (:data:`CONFIG_FIELDS`); the trainer
+    validates every field when it resumes (``trainers.config.TrainConfig.from_json``)."""
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"{path}: not a readable run configuration ({error})") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{path}: not a run configuration (a JSON object is expected)")
+    config = {"frame_size": 84, "env_options": {}, "seed": 0, **config}
+    wrong = [name for name, kind in CONFIG_FIELDS.items()
+             if not isinstance(config.get(name), kind) or isinstance(config.get(name), bool)]
+    if wrong:
+        raise UserError(f"{path}: not a valid run configuration ({', '.join(wrong)} missing or of the wrong type)")
+    return config
 
 
 def owner_of(path: str | os.PathLike) -> str:
@@ -92,8 +116,8 @@ class Run:
         self.directory = Path(directory)
         self.checkpoints = dict(sorted(checkpoints.items()))
         self.environment = environment
-        self.config = config
-        """the run's ``trainers.config.TrainConfig``, when ``interp train`` wrote it"""
+        self.config: dict | None = config
+        """the run's ``config.json`` (``trainers.config.TrainConfig``'s fields) when ``interp train`` wrote it"""
         self.analysis = Path(analysis) if analysis is not None else self.directory / "analysis"
         self.notes: list[str] = []
         """what was left out of a folder of another library's checkpoints, and why (one line each)"""
@@ -116,10 +140,8 @@ class Run:
             return cls._from_folder(directory, analysis, env, steps_from)
         config_path = directory / "config.json"
         if config_path.exists():
-            from trainers.config import TrainConfig
-
-            config = TrainConfig.from_json(config_path)
-            environment = Environment(config.env, {"frame_size": config.frame_size, **config.env_options})
+            config = read_config(config_path)
+            environment = Environment(config["env"], {"frame_size": config["frame_size"], **config["env_options"]})
         else:
             config, environment = None, _environment_of(load_checkpoint(checkpoints[max(checkpoints)]), directory, env)
         return cls(directory, checkpoints, environment, config=config, analysis=analysis)
@@ -229,7 +251,7 @@ class Run:
     def new(cls, config) -> Run:
         """The run ``interp train`` writes (or continues) in ``config.out``, as configured."""
         environment = Environment(config.env, {"frame_size": config.frame_size, **config.env_options})
-        return cls(config.out, {}, environment, config=config)
+        return cls(config.out, {}, environment, config=dataclasses.asdict(config))
 
     @property
     def config_path(self) -> Path:

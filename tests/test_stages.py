@@ -37,7 +37,8 @@ def test_a_run_knows_its_checkpoints_configuration_and_environment(tmp_path):
     run = Run.open(make_run(tmp_path / "run", steps=(1000, 0, 500)))
     assert run.steps == [0, 500, 1000] and run.final == 1000 and run.architecture == "baseline"
     assert run.step_of(run.checkpoint(500)) == 500 and run.checkpoint(500).name == "step_000000000500.pt"
-    assert isinstance(run.config, TrainConfig) and run.environment.id == "MiniPong-v0"
+    assert run.config["arch"] == "baseline" and run.config["lr"] == TrainConfig.lr
+    assert run.environment.id == "MiniPong-v0"
     assert run.environment.frame_size == 84 and run.read_table("atom.csv") is None
     with pytest.raises(UserError, match="no checkpoint at step 7"):
         run.checkpoint(7)
