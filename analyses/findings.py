@@ -255,7 +255,7 @@ def caveats(run: Run, found: list[Finding]) -> list[Finding]:
         if missing:
             notes.append(f"atom.csv covers {len(run.steps) - len(missing)} of the run's {len(run.steps)} checkpoints "
                          f"(run `interp atom {run.directory}` for the others).")
-    seed = run.config["seed"] if run.config is not None else None
+    seed = run.config.get("seed", 0) if run.config is not None else None
     notes.append(f"One run{'' if seed is None else f' (seed {seed})'}: the spread between seeds is not known here "
                  "(`interp study` runs several).")
     absent = [name for name in ("evaluation.csv", "atom.csv", "sanity_flags.csv") if run.read_table(name) is None]

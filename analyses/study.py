@@ -146,7 +146,7 @@ def run_row(run: Run, threshold: float | None) -> dict:
     returns = evaluation.set_index("policy")["mean_return"] if evaluation is not None else {}
     agent = load_agent(run.checkpoint(run.final))
     seconds = float(metrics.wall_time.iloc[-1])
-    return {"arch": run.config["arch"], "seed": run.config["seed"],
+    return {"arch": run.architecture, "seed": run.config.get("seed", 0),
             "params": sum(p.numel() for p in agent.parameters()),
             "steps": run.final, "hours": seconds / 3600, "steps_per_s": run.final / max(seconds, 1e-9),
             "inference_ms": inference_ms(agent), **{f"{policy}_return": returns.get(policy, np.nan)

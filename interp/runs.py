@@ -47,19 +47,19 @@ CONFIG_FIELDS = {"arch": str, "env": str, "frame_size": int, "env_options": dict
 
 
 def read_config(path: Path) -> dict:
-    """A run's ``config.json`` as a mapping, checked for what the analyses read (:data:`CONFIG_FIELDS`); the trainer
-    validates every field when it resumes (``trainers.config.TrainConfig.from_json``)."""
+    """A run's ``config.json`` as a mapping, the types of what the analyses read checked (:data:`CONFIG_FIELDS`; a
+    field left out has the trainer's default); the trainer validates every field when it resumes
+    (``trainers.config.TrainConfig.from_json``)."""
     try:
         config = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise UserError(f"{path}: not a readable run configuration ({error})") from None
     if not isinstance(config, dict):
         raise UserError(f"{path}: not a run configuration (a JSON object is expected)")
-    config = {"frame_size": 84, "env_options": {}, "seed": 0, **config}
-    wrong = [name for name, kind in CONFIG_FIELDS.items()
-             if not isinstance(config.get(name), kind) or isinstance(config.get(name), bool)]
+    wrong = [name for name, kind in CONFIG_FIELDS.items() if name in config
+             and (not isinstance(config[name], kind) or isinstance(config[name], bool))]
     if wrong:
-        raise UserError(f"{path}: not a valid run configuration ({', '.join(wrong)} missing or of the wrong type)")
+        raise UserError(f"{path}: not a valid run configuration ({', '.join(wrong)} of the wrong type)")
     return config
 
 
@@ -139,11 +139,12 @@ class Run:
         if not checkpoints:
             return cls._from_folder(directory, analysis, env, steps_from)
         config_path = directory / "config.json"
-        if config_path.exists():
-            config = read_config(config_path)
-            environment = Environment(config["env"], {"frame_size": config["frame_size"], **config["env_options"]})
-        else:
-            config, environment = None, _environment_of(load_checkpoint(checkpoints[max(checkpoints)]), directory, env)
+        config = read_config(config_path) if config_path.exists() else None
+        if config is not None and "env" in config:
+            environment = Environment(config["env"], {"frame_size": config.get("frame_size", 84),
+                                                      **config.get("env_options", {})})
+        else:  # the final checkpoint names its environment, or --env does
+            environment = _environment_of(load_checkpoint(checkpoints[max(checkpoints)]), directory, env)
         return cls(directory, checkpoints, environment, config=config, analysis=analysis)
 
     @classmethod
