@@ -84,7 +84,7 @@ def attention_entropy(agent: nn.Module, steps: Steps) -> dict[str, float]:
         else:  # [N, groups, heads, queries, keys]
             weights = weights.movedim(2, 1).flatten(2, -2)
         scale = math.log(weights.shape[-1]) if weights.shape[-1] > 1 else 1.0  # one key: entropy 0
-        entropy = -(weights * weights.clamp_min(1e-12).log()).sum(-1) / scale
+        entropy = torch.special.entr(weights).sum(-1) / scale
         per_head = entropy.movedim(1, 0).reshape(entropy.shape[1], -1).mean(dim=1)
         entropies.update({f"{name}/h{head}": float(value) for head, value in enumerate(per_head)})
     return entropies
@@ -103,9 +103,9 @@ def gradient_norms(agent: nn.Module, steps: Steps) -> dict[str, dict[str, float]
         norms = {}
         for output, objective in objectives.items():
             grads = iter(torch.autograd.grad(objective, parameters, retain_graph=True, allow_unused=True))
-            norms[output] = {name: math.sqrt(sum(float(g.float().square().sum()) for g in
-                                                 (next(grads) for _ in group) if g is not None))
-                             for name, group in modules.items()}
+            norms[output] = {name: float(torch.nn.utils.get_total_norm(
+                [grad for grad in (next(grads) for _ in group) if grad is not None]))
+                for name, group in modules.items()}
     return norms
 
 
