@@ -28,7 +28,7 @@ CORES=$(nproc)
 WORK=$(mktemp -d)
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-interp() { "$PY" -m interp.cli "$@"; }
+interp() { "$PY" -m cli "$@"; }
 
 echo "== machine"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
@@ -40,7 +40,7 @@ section() { [[ " $SECTIONS " == *" $1 "* ]]; }
 
 section 1 && echo "== 1. training on ALE Pong, learner on $DEVICE, $((CORES - 1)) actors, ${SECONDS_EACH} s each"
 train() {  # NAME ARCH FRAME_SIZE
-    timeout -s INT -k 30 "$SECONDS_EACH" "$PY" -m interp.cli train --arch "$2" --preset pong --frame-size "$3" \
+    timeout -s INT -k 30 "$SECONDS_EACH" "$PY" -m cli train --arch "$2" --preset pong --frame-size "$3" \
         --device "$DEVICE" --learner-threads 1 --actors $((CORES - 1)) --steps 100000000 \
         --first-checkpoint 10000 --checkpoint-every 100000 --out "$WORK/$1" > "$OUT/train_$1.log" 2>&1
     cp "$WORK/$1/metrics.csv" "$OUT/metrics_$1.csv"
@@ -72,7 +72,7 @@ for device in "$DEVICE" cpu; do
     folder=$RUN/analysis_first; evalset=()
     if [ -d "$folder" ]; then folder=$RUN/analysis_cpu; evalset=(--evalset "$RUN/analysis_first/evalset.npz"); fi
     start=$(date +%s%N)
-    timeout "$LIMIT" "$PY" -m interp.cli analyse "$RUN" --out "$folder" --device "$device" --stages "$STAGES" \
+    timeout "$LIMIT" "$PY" -m cli analyse "$RUN" --out "$folder" --device "$device" --stages "$STAGES" \
         --frames 30 "${evalset[@]}" > "$OUT/analyse_$(basename "$folder").log" 2>&1
     status=$?
     echo "analyse --device $device: exit $status, $(( ($(date +%s%N) - start) / 1000000 )) ms;" \

@@ -153,7 +153,7 @@ class PausedTrainer:
     ``flags`` are added to its command line."""
 
     def __init__(self, config: TrainConfig, flags: tuple[str, ...] = ()):
-        command = [sys.executable, "-c", "import sys; from interp.cli import main; sys.exit(main())", "train",
+        command = [sys.executable, "-c", "import sys; from cli import main; sys.exit(main())", "train",
                    "--arch", config.arch, "--env", config.env, "--precision", config.precision,
                    "--steps", str(config.steps), "--checkpoint-every", str(config.checkpoint_every),
                    "--out", config.out, *flags]

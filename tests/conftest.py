@@ -10,7 +10,7 @@ def rng() -> np.random.Generator:
 @pytest.fixture(scope="session")
 def analysed_run(tmp_path_factory):
     """A short real training run of a small attention agent, analysed by `interp analyse` on 4 frames."""
-    from interp.cli import main
+    from cli import main
 
     run = tmp_path_factory.mktemp("analysed") / "tsf"
     assert main(["train", "--arch", "timesformer_divided", "--agent-option", "patch_embedding=conv",

@@ -7,8 +7,8 @@ import torch
 from analyses.analyse import analyse_run
 from analyses.atom import AtomOptions
 from analyses.sanity import image_maps
+from cli import main
 from interp.agents import make_agent, save_checkpoint
-from interp.cli import main
 from interp.sanity import cascading_randomisation, layers_in_order, randomise_
 from interp.steps import Steps
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from cli import main
 from interp.agents import make_agent, save_checkpoint
-from interp.cli import main
 
 TINY = ["--env", "MiniPong-v0", "--steps", "64", "--actors", "0", "--envs-per-actor", "2", "--batch-size", "2",
         "--unroll", "4"]

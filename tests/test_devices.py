@@ -9,7 +9,7 @@ from test_stages import make_run
 from analyses.analyse import analyse_run
 from analyses.atom import AtomOptions
 from analyses.maps import MapsOptions
-from interp.cli import main
+from cli import main
 from interp.devices import resolve_device
 from interp.errors import UserError
 from interp.evalset import load_evalset

@@ -6,8 +6,8 @@ import pytest
 
 from analyses.analyse import analyse_run
 from analyses.evaluation import POLICIES, EvaluationOptions, play
+from cli import main
 from interp.agents import make_agent, save_checkpoint
-from interp.cli import main
 from interp.envs import make_env
 from interp.errors import UserError
 from interp.rollout import rollout

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from cli import main
 from interp.agents import load_checkpoint
-from interp.cli import main
 from interp.errors import UserError
 from interp.runs import Run
 from trainers.config import TrainConfig
@@ -36,7 +36,7 @@ def train_arguments(out: Path, steps: int = 10_000_000) -> list[str]:
 
 
 def start_training(out: Path, *extra: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "interp.cli", *train_arguments(out), *extra]
+    command = [sys.executable, "-m", "cli", *train_arguments(out), *extra]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -80,7 +80,7 @@ def test_a_second_command_on_a_run_in_use_is_refused(tmp_path):
     process = start_training(out)
     try:
         wait_for(lambda: (out / "metrics.csv").exists() and len(steps_logged(out)) > 5)
-        second = subprocess.run([sys.executable, "-m", "interp.cli", "train", "--resume", "--out", str(out)],
+        second = subprocess.run([sys.executable, "-m", "cli", "train", "--resume", "--out", str(out)],
                                 capture_output=True, text=True, timeout=120)
         assert second.returncode == 2 and "in use by interp train (pid" in second.stderr
         assert len(second.stderr.strip().splitlines()) == 1
@@ -169,7 +169,7 @@ def test_a_killed_analysis_leaves_no_worker_behind(tmp_path):
     assert main(["train", "--arch", "baseline", "--out", str(run), "--steps", "96", "--actors", "0",
                  "--envs-per-actor", "2", "--batch-size", "2", "--unroll", "8", "--checkpoint-every", "32",
                  "--first-checkpoint", "16"]) == 0
-    process = subprocess.Popen([sys.executable, "-m", "interp.cli", "analyse", str(run), "--frames", "4",
+    process = subprocess.Popen([sys.executable, "-m", "cli", "analyse", str(run), "--frames", "4",
                                 "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(lambda: len(_children(process.pid)) >= 3, timeout=180)  # the resource tracker and two workers
     children = _children(process.pid)
@@ -214,7 +214,7 @@ def test_a_killed_analysis_worker_is_replaced_and_every_result_kept(tmp_path):
     run = small_run(tmp_path)
     assert main(["evalset", str(run), "--env", "MiniPong-v0", "--frames", "3", "--context", "2", "--out",
                  str(tmp_path / "eval.npz")]) == 0
-    process = subprocess.Popen([sys.executable, "-m", "interp.cli", "atom", str(run), "--evalset",
+    process = subprocess.Popen([sys.executable, "-m", "cli", "atom", str(run), "--evalset",
                                 str(tmp_path / "eval.npz"), "--workers", "2", "--methods", "gradient"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -8,7 +8,7 @@ import pytest
 from test_stages import make_run
 
 from analyses.findings import change_point, run_findings
-from interp.cli import main
+from cli import main
 from interp.runs import Run
 
 STEPS = [0, 500, 1000, 1500, 2000, 2500]

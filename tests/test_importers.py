@@ -17,9 +17,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from cli import main
 from interp.agents import CheckpointError
 from interp.agents.stepper import step_inputs
-from interp.cli import main
 from interp.envs import make_env
 from interp.importers import load_any
 from interp.runs import Run
@@ -452,7 +452,7 @@ def test_damaged_weights_and_extra_layers_are_refused(tmp_path, sb3_runs):
 
 def peak_rss_mib(arguments: list[str]) -> tuple[int, str, float]:
     """Run ``interp`` in a process of its own: its exit status, stderr and peak resident memory in MiB."""
-    script = ("import resource, sys\nfrom interp.cli import main\ncode = main(sys.argv[1:])\n"
+    script = ("import resource, sys\nfrom cli import main\ncode = main(sys.argv[1:])\n"
               "print(f'PEAK {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}', file=sys.stderr)\nsys.exit(code)")
     result = subprocess.run([sys.executable, "-c", script, *arguments], capture_output=True, text=True, timeout=300)
     peak = int(result.stderr.rsplit("PEAK ", 1)[1]) / 1024

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
+from cli import main
 from interp.agents import AGENTS, make_agent, save_checkpoint
 from interp.agents.conservative import conservative_propagation
 from interp.atom import Atom
-from interp.cli import main
 from interp.lrp import LRP, explain_outputs, make_composite
 from interp.steps import Steps
 

@@ -6,8 +6,8 @@ import torch
 
 from analyses.evalset import build_evalset
 from analyses.maps import compute_maps
+from cli import main
 from interp.agents import make_agent, save_checkpoint
-from interp.cli import main
 from interp.errors import UserError
 from interp.evalset import load_evalset, pre_step_state
 

@@ -7,7 +7,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from interp.cli import main
+from cli import main
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 

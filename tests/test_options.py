@@ -5,8 +5,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from cli import build_parser, main
 from interp import options
-from interp.cli import build_parser, main
 from interp.errors import UserError
 from trainers.config import TrainConfig
 

@@ -16,8 +16,8 @@ from analyses.analyse import analyse_run
 from analyses.atom import AtomOptions
 from analyses.maps import MapsOptions
 from analyses.stage import Job, load_result, run_jobs, verified
+from cli import main
 from interp.agents import load_checkpoint, make_agent, save_checkpoint
-from interp.cli import main
 from interp.cluster import connect, disconnect
 from interp.runs import Run
 from trainers.config import TrainConfig

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from interp.cli import main
+from cli import main
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]

@@ -58,7 +58,7 @@ def test_interp_help_lists_commands():
 
 
 def test_demo_writes_a_playable_h264_video(tmp_path):
-    from interp.cli import main
+    from cli import main
 
     assert main(["demo", "--out", str(tmp_path), "--env", "MiniPong-TwoBall-v0", "--steps", "40"]) == 0
     reader = imageio.get_reader(tmp_path / "MiniPong-TwoBall-v0.mp4")
@@ -68,7 +68,7 @@ def test_demo_writes_a_playable_h264_video(tmp_path):
 
 
 def test_bad_environment_is_one_line_and_status_2(capsys):
-    from interp.cli import main
+    from cli import main
 
     assert main(["demo", "--env", "MiniPong-v9", "--steps", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -15,8 +15,8 @@ from analyses import STAGES
 from analyses.analyse import analyse_run
 from analyses.evaluation import EvaluationOptions
 from analyses.stage import Job, Stage, table_of, write_table
+from cli import main
 from interp.agents import make_agent, save_checkpoint
-from interp.cli import main
 from interp.errors import UserError
 from interp.evalset import load_evalset
 from interp.runs import Run
@@ -185,7 +185,7 @@ def test_a_new_analysis_is_one_module_and_one_registry_entry(tmp_path):
 
     root = Path(__file__).resolve().parents[1]
     copy = tmp_path / "copy"
-    for package in ("interp", "analyses", "trainers"):
+    for package in ("interp", "analyses", "trainers", "cli"):
         shutil.copytree(root / package, copy / package, ignore=shutil.ignore_patterns("__pycache__"))
     (copy / "analyses" / "entropy.py").write_text(ENTROPY_STAGE)
     registry = copy / "analyses" / "__init__.py"
@@ -197,7 +197,7 @@ def test_a_new_analysis_is_one_module_and_one_registry_entry(tmp_path):
     run = make_run(tmp_path / "run", steps=(0, 500))
 
     def interp(*arguments: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "interp.cli", *arguments], cwd=copy, capture_output=True,
+        return subprocess.run([sys.executable, "-m", "cli", *arguments], cwd=copy, capture_output=True,
                               text=True, env={**os.environ, "PYTHONPATH": str(copy)}, timeout=600)
 
     listed = interp("--help")

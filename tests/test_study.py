@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from analyses.study import COLUMNS, FIGURES, StudyOptions, iqm_with_ci, run_study, study_findings, t_interval
-from interp.cli import main
+from cli import main
 from interp.errors import UserError
 
 # in-process actors (--actors 0): a run is exactly reproducible from its seed, so studies can be compared row by row
@@ -63,7 +63,7 @@ def test_a_study_trains_analyses_and_compares_its_grid_and_continues_where_it_is
 
 def test_a_killed_study_resumes_its_interrupted_run(tmp_path):
     out = tmp_path / "study"
-    command = [sys.executable, "-m", "interp.cli", "study", "--archs", "baseline", "--seeds", "2", "--out", str(out),
+    command = [sys.executable, "-m", "cli", "study", "--archs", "baseline", "--seeds", "2", "--out", str(out),
                "--steps", "6000", "--actors", "0", "--envs-per-actor", "4", "--batch-size", "8", "--unroll", "10",
                "--checkpoint-every", "1000", "--first-checkpoint", "1000", "--episodes", "2", "--frames", "4",
                "--stages", "evaluation", "--env-option", "points=1"]
@@ -86,7 +86,7 @@ def test_a_killed_study_resumes_its_interrupted_run(tmp_path):
 def test_ctrl_c_stops_a_study_cleanly(tmp_path):
     out = tmp_path / "study"
     process = subprocess.Popen(
-        [sys.executable, "-m", "interp.cli", "study", "--archs", "baseline", "--seeds", "1", "--out", str(out),
+        [sys.executable, "-m", "cli", "study", "--archs", "baseline", "--seeds", "1", "--out", str(out),
          "--steps", "10000000", "--actors", "0", "--envs-per-actor", "4", "--batch-size", "8", "--unroll", "10"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = out / "runs" / "baseline-s0" / "metrics.csv"

@@ -241,7 +241,7 @@ def test_killed_actor_without_restarts_stops_with_a_clear_error(tmp_path):
 
 
 def _start_cli_training(out: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "interp.cli", "train", "--arch", "baseline", "--env", "MiniPong-v0",
+    command = [sys.executable, "-m", "cli", "train", "--arch", "baseline", "--env", "MiniPong-v0",
                "--steps", "10000000", "--out", str(out), "--actors", "2", "--envs-per-actor", "2",
                "--batch-size", "4", "--unroll", "8", "--checkpoint-every", "400"]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
