@@ -16,10 +16,9 @@ import torch
 
 from analyses.stage import Job, Stage, table_of, write_table
 from interp.agents import Agent
-from interp.agents.stepper import Stepper
 from interp.envs import make_vector_env
 from interp.errors import UserError
-from interp.rollout import POLICIES
+from interp.rollout import POLICIES, VectorRollout
 from interp.runs import Run
 
 
@@ -34,27 +33,15 @@ def play(agent: Agent | None, env_id: str, *, episodes: int = 20, policy: str = 
         raise UserError(f"unknown policy {policy!r}; choose from {', '.join(POLICIES)}")
     if episodes < 1:
         raise UserError(f"episodes must be at least 1, not {episodes}")
-    if agent is None and policy != "random":
-        raise ValueError(f"the {policy} policy needs an agent")
-    envs = make_vector_env(env_id, episodes, seed=seed, **env_options)
-    obs, _ = envs.reset(seed=seed)
-    generator = torch.Generator().manual_seed(seed)
-    num_actions = int(envs.single_action_space.n)
-    stepper = (Stepper(agent, episodes, policy=policy, generator=generator)
-               if policy != "random" else None)
+    games = VectorRollout(make_vector_env(env_id, episodes, seed=seed, **env_options), policy, agent=agent,
+                          seed=seed)
     returns = np.zeros(episodes)
     finished = np.zeros(episodes, dtype=bool)
-    while not finished.all():
-        if stepper is None:
-            actions = torch.randint(num_actions, (episodes,), generator=generator)
-        else:
-            actions = stepper.forward(torch.from_numpy(np.asarray(obs)))["action"].cpu()
-        obs, rewards, terminated, truncated, _ = envs.step(actions.numpy())
-        returns += np.where(finished, 0.0, rewards)
-        finished |= np.logical_or(terminated, truncated)
-        if stepper is not None:  # a finished game's next episode is not counted: no state reset needed
-            stepper.advance(actions, rewards, starts=np.zeros(episodes, dtype=bool))
-    envs.close()
+    while not finished.all():  # a game's later episodes are not counted
+        games.step()
+        returns += np.where(finished, 0.0, games.reward.numpy())
+        finished |= games.terminal.numpy()
+    games.close()
     return returns
 
 

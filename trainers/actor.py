@@ -6,16 +6,16 @@ import ctypes
 import os
 import signal
 import traceback
+from typing import NamedTuple
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from interp import precision
 from interp.agents import make_agent
-from interp.agents.stepper import Stepper
 from interp.envs import is_minipong, make_vector_env
 from interp.errors import UserError
+from interp.rollout import VectorRollout
 from trainers.config import TrainConfig, spare_cores
 from trainers.rollouts import FREE, RolloutBuffers, SharedWeights, Wakeup
 
@@ -40,65 +40,30 @@ class RestartBudget:
         tqdm.write(f"{actor} died ({reason}); restarting it ({self.used}/{self.limit})")
 
 
-class _Group:
-    """Some of an actor's environments, stepped as one vector environment with its own :class:`Stepper`. ALE games
-    step in ale-py's C++ threads after :meth:`send`: meanwhile the actor runs the other group's forward pass."""
+class _Group(NamedTuple):
+    """Some of an actor's environments (``columns`` of its rollouts), stepped as one vector environment."""
 
-    def __init__(self, config: TrainConfig, columns: slice, agent, seed: int, chosen_precision: str):
-        count = columns.stop - columns.start
-        self.columns = columns
-        self.env = make_vector_env(config.env, count, seed=seed + columns.start, frame_size=config.frame_size,
-                                   num_threads=config.env_threads, **config.env_options)
-        self.stepper = Stepper(agent, count, policy="sampled", precision=chosen_precision,
-                               generator=torch.Generator().manual_seed(seed + columns.start))
-        obs, _ = self.env.reset(seed=seed + columns.start)
-        self.frames = torch.from_numpy(np.asarray(obs))
-        self.asynchronous = hasattr(self.env, "send") and hasattr(self.env, "recv")
-        self.terminal = torch.zeros(count, dtype=torch.bool)
-        self.episode_return = torch.zeros(count)
-        self.episode_step = torch.zeros(count, dtype=torch.int64)
-        self.needs_reset = torch.zeros(count, dtype=torch.bool)
-        self.outputs: dict[str, torch.Tensor] = {}
-
-    def act(self) -> None:
-        self.outputs = self.stepper.forward(self.frames)
-
-    def send(self) -> None:
-        """Start stepping the games with the chosen actions (ALE: in the background)."""
-        if self.asynchronous:
-            self.env.send(self.outputs["action"].numpy())
-
-    def receive(self) -> None:
-        """The step's results: the next frames, and the episodes' bookkeeping."""
-        action = self.outputs["action"]
-        step = self.env.recv() if self.asynchronous else self.env.step(action.numpy())
-        obs, reward, terminated, truncated, _ = step
-        reward = torch.as_tensor(np.asarray(reward), dtype=torch.float32)
-        reset = self.needs_reset
-        self.episode_return = torch.where(reset, 0.0, self.episode_return + reward)
-        self.episode_step = torch.where(reset, 0, self.episode_step + 1)
-        self.terminal = torch.as_tensor(np.logical_or(terminated, truncated))
-        self.needs_reset = self.terminal.clone()
-        self.stepper.advance(action, reward, starts=reset)
-        self.frames = torch.from_numpy(np.asarray(obs))
+    columns: slice
+    games: VectorRollout
 
     def recorded(self) -> dict[str, torch.Tensor]:
-        stepper = self.stepper
-        return {"frame": self.frames, "reward": stepper.reward, "done": stepper.done, "terminal": self.terminal,
-                "last_action": stepper.last_action, "episode_return": self.episode_return,
-                "episode_step": self.episode_step, **self.outputs}
+        """What the rollout buffers record of the current step, ``[E_group, ...]``."""
+        games, stepper = self.games, self.games.stepper
+        return {"frame": games.frames, "reward": stepper.reward, "done": stepper.done, "terminal": games.terminal,
+                "last_action": stepper.last_action, "episode_return": games.episode_return,
+                "episode_step": games.episode_step, **games.outputs}
 
 
 class Actor:
     """One actor: ``E`` environments stepped together, one forward pass of the agent per step for each group of them
-    (:class:`interp.agents.stepper.Stepper`, sampling actions with generators of the actor's own).
+    (:class:`interp.rollout.VectorRollout`, sampling actions with generators of the actor's own).
 
     An actor with a core of its own splits ALE games into two groups, so that one group's games step in ale-py's
     threads while it runs the other's forward pass. Where actors outnumber the cores the learner leaves, they overlap
     each other instead, and each steps its games as one group: one forward pass of all ``E`` costs less than two of
     ``E / 2`` (the baseline's linear layer reads its weights once per pass). MiniPong, which steps in this thread,
-    is always one group. The vector environments reset an episode on the step after it ends (ignoring that step's
-    action); such a step is recorded with ``done`` set on the reset frame, and the learner masks it out of the
+    is always one group. A game resets on the step after its episode ends (the rollout's rule for vector
+    environments); such a step is recorded with ``done`` set on the reset frame, and the learner masks it out of the
     losses.
     """
 
@@ -114,8 +79,14 @@ class Actor:
         probe.close()
         self.weights_version = weights.fetch(self.agent, -1)
         self.precision = precision.resolve(config.precision, "cpu")
-        self.groups = [_Group(config, slice(low, high), self.agent, seed, self.precision)
+        self.groups = [_Group(slice(low, high), self._games(high - low, seed + low))
                        for low, high in zip(bounds, bounds[1:], strict=False)]
+
+    def _games(self, count: int, seed: int) -> VectorRollout:
+        config = self.config
+        env = make_vector_env(config.env, count, seed=seed, frame_size=config.frame_size,
+                              num_threads=config.env_threads, **config.env_options)
+        return VectorRollout(env, "sampled", agent=self.agent, seed=seed, precision=self.precision)
 
     def _write(self, slot: int, t: int, group: _Group) -> None:
         recorded = group.recorded()
@@ -129,23 +100,23 @@ class Actor:
         # region ends, so bf16 weights are made once per rollout instead of at every step (~20% of an actor's time).
         with precision.autocast(self.precision, "cpu"):
             for group in self.groups:
-                group.act()  # the index-0 frames again, under the new weights
-                for buffer, tensor in zip(self.buffers.states, group.stepper.state, strict=True):
+                group.games.act()  # the index-0 frames again, under the new weights
+                for buffer, tensor in zip(self.buffers.states, group.games.stepper.state, strict=True):
                     buffer[slot, group.columns] = tensor
                 self._write(slot, 0, group)
-                group.send()
+                group.games.send()
             for t in range(1, self.config.unroll + 1):
                 for group in self.groups:
-                    group.receive()
-                    group.act()
+                    group.games.receive()
+                    group.games.act()
                     self._write(slot, t, group)
                     if t < self.config.unroll:  # the next rollout's first actions come from its weights
-                        group.send()
+                        group.games.send()
         self.buffers.mark_full(slot)
 
     def close(self) -> None:
         for group in self.groups:
-            group.env.close()
+            group.games.close()
 
 
 def _slots_per_actor(config: TrainConfig, buffers: RolloutBuffers) -> int:
