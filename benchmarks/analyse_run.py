@@ -13,7 +13,6 @@ the seconds of each stage (evaluation set, maps, ATOM, agreement, sanity) and th
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 import time
@@ -24,6 +23,8 @@ import torch
 from analyses.analyse import analyse_run
 from analyses.quickstart import AGENTS as QUICKSTART_AGENTS
 from interp.agents import make_agent, save_checkpoint
+from interp.runs import Run
+from trainers.config import TrainConfig
 
 
 def main() -> None:
@@ -39,8 +40,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         run = Path(folder) / "run"
         if args.run:
-            shutil.copytree(Path(args.run) / "checkpoints", run / "checkpoints")
-            shutil.copy(Path(args.run) / "config.json", run / "config.json")
+            source = Run.open(args.run)
+            copy = Run(run, {}, source.environment, config=source.config)
+            copy.write_config()
+            shutil.copytree(source.checkpoints_folder, copy.checkpoints_folder, dirs_exist_ok=True)
             label = args.run
         else:
             arch, frame_size = args.arch, 84
@@ -48,13 +51,13 @@ def main() -> None:
             if args.quickstart_agent:
                 spec = QUICKSTART_AGENTS[-1]
                 arch, frame_size, options = spec.arch, spec.frame_size, spec.agent
+            fresh = Run.new(TrainConfig(arch=arch, env="MiniPong-v0", frame_size=frame_size, agent=options,
+                                        out=str(run)))
+            fresh.write_config()
             for index in range(args.checkpoints):
                 torch.manual_seed(index)
                 agent = make_agent(arch, obs_shape=(4, frame_size, frame_size), num_actions=3, **options)
-                save_checkpoint(run / "checkpoints" / f"step_{index * 1000:012d}.pt", agent, env="MiniPong-v0",
-                                step=index * 1000)
-            (run / "config.json").write_text(json.dumps({"env": "MiniPong-v0", "env_options": {},
-                                                         "frame_size": frame_size}))
+                save_checkpoint(fresh.checkpoint_path(index * 1000), agent, env="MiniPong-v0", step=index * 1000)
             label = f"{arch} (fresh, {frame_size}x{frame_size} frames), {args.checkpoints} checkpoints"
         start = time.perf_counter()
         seconds = analyse_run(run, frames=args.frames, workers=args.workers, log=lambda line: None)

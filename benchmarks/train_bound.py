@@ -37,6 +37,7 @@ import torch
 from interp import precision
 from interp.agents import make_agent
 from interp.envs import make_vector_env
+from interp.runs import Run
 from trainers.config import TrainConfig
 from trainers.impala import learner_losses, reuse_freed_memory
 from trainers.optim import RMSpropTF
@@ -157,7 +158,7 @@ class PausedTrainer:
                    "--arch", config.arch, "--env", config.env, "--precision", config.precision,
                    "--steps", str(config.steps), "--checkpoint-every", str(config.checkpoint_every),
                    "--out", config.out, *flags]
-        self.metrics = Path(config.out) / "metrics.csv"
+        self.metrics = Run.new(config).metrics_path
         self.log = Path(f"{config.out}.log")
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(command, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)

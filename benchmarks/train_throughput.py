@@ -39,7 +39,6 @@ def measure(arch: str, env: str, design: str, seconds: float, out: Path) -> floa
 
 def measure_config(config: TrainConfig, seconds: float) -> float:
     """Steps per second of training ``config`` for ``seconds`` of wall time, after the warm-up."""
-    out = Path(config.out)
     trainer = Trainer(config, progress=False)
     timer = threading.Timer(seconds, lambda: setattr(trainer, "stop_requested", True))
     timer.start()
@@ -47,7 +46,7 @@ def measure_config(config: TrainConfig, seconds: float) -> float:
         trainer.run()
     finally:
         timer.cancel()
-    with open(out / "metrics.csv") as file:
+    with open(trainer.run_files.metrics_path) as file:
         rows = [(int(r["step"]), float(r["wall_time"])) for r in csv.DictReader(file)]
     if not rows:
         return float("nan")

@@ -30,6 +30,7 @@ import pandas as pd
 from interp.agents import Checkpoint, load_checkpoint
 from interp.agents.checkpoint import safe_load
 from interp.errors import UserError
+from interp.files import atomic_path
 from interp.importers import load_any
 
 CHECKPOINT_NAME = re.compile(r"step_(\d{12})\.pt")
@@ -138,7 +139,7 @@ class Run:
                        if (match := CHECKPOINT_NAME.fullmatch(path.name))}
         if not checkpoints:
             return cls._from_folder(directory, analysis, env, steps_from)
-        config_path = directory / "config.json"
+        config_path = cls.config_file(directory)
         config = read_config(config_path) if config_path.exists() else None
         if config is not None and "env" in config:
             environment = Environment(config["env"], {"frame_size": config.get("frame_size", 84),
@@ -244,9 +245,14 @@ class Run:
         return any(self.checkpoints_folder.glob("step_*.pt")) or self.state_path.exists()
 
     @staticmethod
+    def config_file(directory: str | Path) -> Path:
+        """Where the run in ``directory`` keeps its configuration."""
+        return Path(directory) / "config.json"
+
+    @staticmethod
     def started(directory: str | Path) -> bool:
         """Whether ``directory`` holds the configuration of a run (``interp train`` has begun it there)."""
-        return (Path(directory) / "config.json").is_file()
+        return Run.config_file(directory).is_file()
 
     @classmethod
     def new(cls, config) -> Run:
@@ -256,7 +262,14 @@ class Run:
 
     @property
     def config_path(self) -> Path:
-        return self.directory / "config.json"
+        return self.config_file(self.directory)
+
+    def write_config(self) -> None:
+        """Write :attr:`config` as ``config.json`` (atomically), creating the run directory and its checkpoints
+        folder where they are missing."""
+        self.checkpoints_folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.config_path) as tmp:
+            tmp.write_text(json.dumps(self.config, indent=2, sort_keys=True))
 
     @property
     def metrics_path(self) -> Path:

@@ -334,12 +334,7 @@ class Trainer:
         if self.run_files.holds_training():
             raise UserError(f"{self.run_files.directory} already holds a run; pass --resume to continue it or choose "
                             "another --out")
-        self.run_files.checkpoints_folder.mkdir(parents=True, exist_ok=True)
-        self._write_config()
-
-    def _write_config(self) -> None:
-        with atomic_path(self.run_files.config_path) as tmp:
-            tmp.write_text(self.config.to_json())
+        self.run_files.write_config()
 
     def _restore(self) -> None:
         path = self.run_files.state_path
@@ -365,7 +360,7 @@ class Trainer:
         if not self.run_files.checkpoint_path(self.step).exists():  # stopped between the state and its checkpoint
             self._write_checkpoint()
         if not self._finished():
-            self._write_config()  # the machine's new settings
+            self.run_files.write_config()  # the machine's new settings
 
 
 def _first_line(error: BaseException) -> str:
@@ -391,7 +386,7 @@ def resume_config(run_dir: str | Path, **overrides) -> TrainConfig:
     run was first written (a run directory may have been moved or copied)."""
     if not Run.started(run_dir):
         raise UserError(f"{run_dir}: not a run directory (no config.json)")
-    return replace(TrainConfig.from_json(Path(run_dir) / "config.json"), out=str(run_dir), **overrides)
+    return replace(TrainConfig.from_json(Run.config_file(run_dir)), out=str(run_dir), **overrides)
 
 
 __all__ = ["Metrics", "Trainer", "TrainerError", "checkpoint_schedule", "impala_loss", "learner_losses",
