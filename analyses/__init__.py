@@ -7,3 +7,10 @@ STAGES = {stage.name: stage for stage in (maps.STAGE, atom.STAGE, agreement.STAG
                                           evaluation.STAGE, stills.STAGE, video.STAGE)}
 ALIASES = {"overlap": "agreement"}
 """earlier names of stages, still accepted on the command line"""
+
+
+def figures_of(run) -> dict[str, list]:
+    """The figures and pictures each stage has written for ``run`` (an ``interp.runs.Run``): stage name -> paths,
+    as the stages declare them (:attr:`analyses.stage.Stage.figures`)."""
+    return {name: sorted(path for pattern in stage.figures for path in run.analysis.glob(pattern))
+            for name, stage in STAGES.items() if stage.figures}

@@ -161,4 +161,4 @@ STAGE = Stage(
                 "Writes RUN_DIR/analysis/agreement.csv and agreement/<metric>.png.",
     options=AgreementOptions, compute=compute, finish=finish, section=section,
     heading="Attention against saliency", needs=("maps", "atom"), applies=without_attention_images, version=3,
-    tables=("agreement.csv",))
+    tables=("agreement.csv",), figures=("agreement/*.png",))

@@ -152,4 +152,4 @@ STAGE = Stage(
                 "MiniPong-TwoBall, and the return. Writes RUN_DIR/analysis/atom.csv and atom.png; checkpoints "
                 "already analysed with the same evaluation set and options are not recomputed.",
     options=AtomOptions, compute=compute, finish=finish, section=section, heading="ATOM across training",
-    needs=("maps",), tables=("atom.csv",))
+    needs=("maps",), tables=("atom.csv",), figures=("atom.png",))

@@ -167,4 +167,4 @@ STAGE = Stage(
                 "entropy, and the gradient norm per module of the greedy log-probability and of the value. Writes "
                 "RUN_DIR/analysis/health.csv (step, module, metric, value) and health.png.",
     options=HealthOptions, compute=compute, finish=finish, section=section, heading="Network health",
-    tables=("health.csv",))
+    tables=("health.csv",), figures=("health.png",))

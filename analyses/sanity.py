@@ -118,4 +118,5 @@ STAGE = Stage(
                 "model's. Writes RUN_DIR/analysis/sanity.csv, sanity_flags.csv (maps that survive full "
                 "randomisation) and sanity.png.",
     options=SanityOptions, compute=compute, finish=finish, section=section, heading="Sanity checks",
-    checkpoints="final", tables=("sanity.csv", "sanity_flags.csv"))
+    checkpoints="final", tables=("sanity.csv", "sanity_flags.csv"),
+    figures=("sanity.png",))

@@ -124,6 +124,9 @@ class Stage:
     """raised when the stage's results change form (a new column, say), so that cached ones are computed again"""
     tables: tuple[str, ...] = ()
     """the tables ``finish`` writes into the analysis folder (the report offers each for download)"""
+    figures: tuple[str, ...] = ()
+    """the figures and pictures ``finish`` writes, as glob patterns in the analysis folder (``stills/*.png``);
+    the docs' figure scripts copy them"""
     on_a_checkpoint: bool = False
     """its command also takes one checkpoint file (with ``--out``) instead of a run"""
 

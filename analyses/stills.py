@@ -74,4 +74,4 @@ STAGE = Stage(
     description="Overlay each attention head and the actor's and critic's perturbation saliency of the run's final "
                 "checkpoint on one evaluation frame; writes RUN_DIR/analysis/stills/*.png, which the report shows.",
     options=StillsOptions, compute=compute, finish=finish, section=section, heading="Attention stills",
-    suffix=".npz", checkpoints="final")
+    suffix=".npz", checkpoints="final", figures=("stills/*.png",))

@@ -122,4 +122,5 @@ STAGE = Stage(
                 "perturbation saliency (OpenCV JET heat maps alpha-blended as in the thesis), with the step and the "
                 "return. Given a checkpoint file and --out FILE instead, render that checkpoint's video.",
     options=VideoOptions, compute=compute, finish=finish, section=section, heading="Overlay video",
-    suffix=".mp4", checkpoints="final", uses_evalset=False, on_a_checkpoint=True)
+    suffix=".mp4", checkpoints="final", uses_evalset=False, on_a_checkpoint=True,
+    figures=("video.mp4",))

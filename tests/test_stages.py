@@ -143,6 +143,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from analyses import plots
 from analyses.stage import Job, Stage, table_of, write_table
 
 
@@ -161,7 +162,11 @@ def compute(job: Job) -> pd.DataFrame:
 
 
 def finish(run, results, options) -> None:
-    write_table(run.analysis / "entropy.csv", table_of(results))
+    table = table_of(results)
+    write_table(run.analysis / "entropy.csv", table)
+    figure, axis = plots.figure(4, 3)
+    axis.plot(table.step, table.entropy)
+    plots.save(figure, run.analysis / "entropy.png")
 
 
 def section(run) -> str:
@@ -172,13 +177,14 @@ def section(run) -> str:
 STAGE = Stage(name="entropy", summary="the policy's entropy on the evaluation frames",
               description="The mean entropy of the policy on the first frames of the evaluation set, per checkpoint.",
               options=EntropyOptions, compute=compute, finish=finish, section=section, heading="Policy entropy",
-              tables=("entropy.csv",))
+              tables=("entropy.csv",), figures=("entropy.png",))
 '''
 
 
 def test_a_new_analysis_is_one_module_and_one_registry_entry(tmp_path):
     """In a copy of the packages: add analyses/entropy.py and its entry in the registry, nothing else; the stage has
-    its command and help, runs in `interp analyse`, and has its section and download in the report."""
+    its command and help, runs in `interp analyse`, has its section and download in the report, and its figure is
+    among those the docs' scripts copy."""
     import shutil
     import subprocess
     import sys
@@ -212,3 +218,7 @@ def test_a_new_analysis_is_one_module_and_one_registry_entry(tmp_path):
     assert reported.returncode == 0, reported.stderr
     page = (run / "report.html").read_text()
     assert '<section id="entropy">' in page and "entropy-values" in page and 'download="run_entropy.csv"' in page
+    declared = subprocess.run([sys.executable, "-c", "import sys; from analyses import figures_of; from interp.runs "
+                               "import Run; print(figures_of(Run.open(sys.argv[1]))['entropy'])", str(run)],
+                              cwd=copy, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(copy)})
+    assert declared.stdout.strip() == f"[PosixPath('{run / 'analysis' / 'entropy.png'}')]", declared.stderr

@@ -2,10 +2,11 @@
 
     .venv/bin/python docs/pong/figures.py ~/runs/pong/baseline [more runs] --out docs/pong
 
-Writes ``<run>_learning.png`` (mean training return against the step), copies the run's ``atom.png``,
-``sanity.png``, ``agreement/spearman.png`` (agents with attention) and a few stills, and prints, per checkpoint, the
-ATOM shares of ball, player and enemy beside the mean training return at that step, the agreement of attention with
-saliency (agents with attention) and the greedy returns of the final checkpoint (markdown tables).
+Writes ``<run>_learning.png`` (mean training return against the step), copies the PNG figures the analysis stages
+declare (``analyses.figures_of``: ATOM, agreement, sanity, health, stills) as ``<run>_<path>.png``, and prints,
+per checkpoint, the ATOM shares of ball, player and enemy beside the mean training return at that step, the
+agreement of attention with saliency (agents with attention) and the greedy returns of the final checkpoint
+(markdown tables).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analyses import plots
+from analyses import figures_of, plots
 from interp.runs import Run
 
 
@@ -80,11 +81,9 @@ def main() -> None:
     for directory in args.runs:
         run = Run.open(directory)
         learning_curve(run, out)
-        for name in ("atom.png", "sanity.png", "agreement/spearman.png"):
-            if (run.analysis / name).exists():
-                shutil.copyfile(run.analysis / name, out / f"{run.name}_{name.replace('/', '_')}")
-        for still in sorted((run.analysis / "stills").glob("*.png"))[:3]:
-            shutil.copyfile(still, out / f"{run.name}_still_{still.name.replace(' ', '_')}")
+        for path in (path for paths in figures_of(run).values() for path in paths if path.suffix == ".png"):
+            name = "_".join(path.relative_to(run.analysis).parts).replace(" ", "_")
+            shutil.copyfile(path, out / f"{run.name}_{name}")
         print(f"\n## {run.name}\n\n{shares_table(run)}")
         if (run.analysis / "agreement.csv").exists():
             print(f"\n{agreement_table(run)}")
