@@ -41,9 +41,11 @@ def run_tables(out: Path, table: pd.DataFrame, name: str) -> dict[str, list[pd.D
 
 
 def learning_curves(out: Path, table: pd.DataFrame) -> pd.DataFrame:
-    """Tidy ``arch, step, iqm, ci_low, ci_high, seeds``: each run's training return interpolated onto a common grid
-    of steps (its last value carried on after it stopped), then the IQM and its interval across seeds per step."""
-    metrics = run_tables(out, table, "metrics.csv")
+    """Tidy ``arch, step, iqm, ci_low, ci_high, seeds``: each evaluated run's training return interpolated onto a
+    common grid of steps (its last value carried on after it stopped), then the IQM and its interval across seeds
+    per step. A run without an evaluation (still training) is left out, as the findings say: its last value carried
+    on would show it stuck where it is now."""
+    metrics = run_tables(out, table.dropna(subset=["greedy_return"]), "metrics.csv")
     last = max((m.step.max() for runs in metrics.values() for m in runs), default=0)
     grid = np.linspace(0, last, GRID_POINTS + 1)[1:]
     rows = []

@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from test_stages import make_run
 
 from analyses.study import COLUMNS, FIGURES, StudyOptions, iqm_with_ci, run_study, study_findings, t_interval
+from analyses.study_report import learning_curves
 from cli import main
 from interp.errors import UserError
 
@@ -166,3 +168,18 @@ def test_a_run_without_an_evaluation_is_named_not_averaged_as_nan(tmp_path):
     assert texts[0] == ("mott: 2 run(s) without an evaluation of the final checkpoint (seed 0 at 525,120 steps, "
                         "seed 1 at 10,240 steps): left out of its learning figures.")
     assert found[0].warning and not any("nan" in text for text in texts)
+
+
+def test_a_run_still_training_is_left_out_of_the_learning_curves(tmp_path):
+    """The findings say a run without an evaluation is left out of the learning figures: it is, instead of its last
+    training return being carried on to the grid's end."""
+    for name, returns in (("baseline-s0", [-5.0, -1.0]), ("mott-s0", [-5.0, -4.0])):
+        run = make_run(tmp_path / "runs" / name, steps=(0,))
+        pd.DataFrame({"step": [500, 1000], "wall_time": [1.0, 2.0], "episodes_ended": [1, 1],
+                      "mean_return": returns}).to_csv(run / "metrics.csv", index=False)
+    table = pd.DataFrame({"arch": ["baseline", "mott"], "seed": [0, 0], "greedy_return": [1.0, float("nan")]})
+    curves = learning_curves(tmp_path, table)
+    assert set(curves.arch) == {"baseline"} and curves.iqm.iloc[-1] == -1.0
+    evaluated = learning_curves(tmp_path, table.fillna(0.0))
+    assert set(evaluated.arch) == {"baseline", "mott"}
+

@@ -7,8 +7,8 @@ session only while its machine does; the four finished first were lost with one.
 tables only the runs it finds, so this script merges instead: each run found replaces its own row of ``study.csv``
 (:func:`analyses.study.run_row`, as the study computes it), ``summary.csv`` is summarised again from the merged rows,
 and an architecture's curve in ``learning.csv`` (and ``learning.png``) is computed again when every run of it in
-``study.csv`` is here and evaluated (the IQM is over all of an agent's seeds; a run still training is left out, as
-its last value would be carried on to the end). Per-run figures (learning curve, ATOM, agreement,
+``study.csv`` is here (the IQM is over all of an agent's seeds; a run still training has no curve yet,
+:func:`analyses.study_report.learning_curves`). Per-run figures (learning curve, ATOM, agreement,
 health, sanity) come from ``docs/pong/figures.py``.
 """
 
@@ -46,9 +46,8 @@ def main() -> None:
     merged = merged.sort_values(["arch", "seed"], key=lambda c: c.map(order) if c.name == "arch" else c)
     write_table(out / "study.csv", merged)
     write_table(out / "summary.csv", summarise(merged))
-    complete = [arch for arch in merged.arch.unique()  # a run still training would have its last value carried on
-                if all((arch, seed) in here for seed in merged[merged.arch == arch].seed)
-                and merged[merged.arch == arch].greedy_return.notna().all()]
+    complete = [arch for arch in merged.arch.unique()
+                if all((arch, seed) in here for seed in merged[merged.arch == arch].seed)]
     curves = pd.read_csv(out / "learning.csv")
     fresh = learning_curves(study, merged[merged.arch.isin(complete)])
     curves = pd.concat([curves[~curves.arch.isin(complete)], fresh], ignore_index=True)
