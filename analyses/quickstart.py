@@ -40,17 +40,22 @@ class QuickstartAgent:
     steps: int
     agent: dict = field(default_factory=dict)
     lr: float = 6e-4
+    lr_schedule: str = "constant"
     frame_size: int = 84
     learner_threads: int = 0
 
 
 # the TimeSformer learns at twice the trainer's default learning rate and needs ~320k steps: its learning began
 # anywhere between 70k and 280k steps in the runs measured (README, "Quick start figures"); one learner thread
-# leaves the other core to its actor. The baseline keeps 6e-4 (at 1.2e-3 one run of two had not learned by 136k)
-# and needs ~200k steps (one run was still at -4.14 at 180k); its heavier learner gains from both cores.
+# leaves the other core to its actor. At a constant rate its policy still swings at the last update (seed 8: the
+# final checkpoint played -4.4 against a training return of -0.74, and -4.5 when training went on from it with its
+# weights frozen), so its learning rate falls linearly to 0, as IMPALA anneals it. The baseline keeps a constant 6e-4
+# (at 1.2e-3 one run of two had not learned by 136k; annealed from 1.2e-3, seed 0 did not learn) and needs ~200k
+# steps (one run was still at -4.14 at 180k); its heavier learner gains from both cores.
 AGENTS = (
     QuickstartAgent("baseline", steps=200_000),
-    QuickstartAgent("timesformer_divided", steps=320_000, lr=1.2e-3, frame_size=42, learner_threads=1,
+    QuickstartAgent("timesformer_divided", steps=320_000, lr=1.2e-3, lr_schedule="linear", frame_size=42,
+                    learner_threads=1,
                     agent={"patch_embedding": "resnet", "resnet_channels": [8, 16, 16], "mem_len": 4,
                            "embed_dim": 32}),
 )
@@ -66,8 +71,9 @@ def _last_step(run: Path) -> int:
 def train_agent(spec: QuickstartAgent, out: Path, *, seed: int = 0, progress: bool = True, log=print) -> Path:
     """Train (or resume, or find finished) one quick-start agent in ``out/<arch>``; returns the run directory."""
     run = out / spec.arch
-    given = {"env": ENV, "steps": spec.steps, "frame_size": spec.frame_size, "lr": spec.lr, "seed": seed,
-             "agent": spec.agent, "learner_threads": spec.learner_threads, **LAYOUT, **CHECKPOINTS}
+    given = {"env": ENV, "steps": spec.steps, "frame_size": spec.frame_size, "lr": spec.lr,
+             "lr_schedule": spec.lr_schedule, "seed": seed, "agent": spec.agent,
+             "learner_threads": spec.learner_threads, **LAYOUT, **CHECKPOINTS}
     if _last_step(run) < spec.steps:
         log(f"training {spec.arch} on {ENV} for {spec.steps:,} steps")
         train(configure(spec.arch, str(run), given), resume=Run.started(run), progress=progress)

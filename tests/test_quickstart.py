@@ -1,5 +1,6 @@
 """The quick start end to end on a tiny plan (the real one trains for minutes; its figures are in the README)."""
 
+import json
 from dataclasses import replace
 
 import pandas as pd
@@ -18,6 +19,9 @@ def test_quickstart_trains_analyses_renders_and_reports(tmp_path):
     for spec in tiny:
         run = tmp_path / "quick" / spec.arch
         assert int(sorted((run / "checkpoints").glob("step_*.pt"))[-1].stem[5:]) >= 320
+        config = json.loads((run / "config.json").read_text())  # the agent's settings reach its trainer
+        assert (config["lr"], config["lr_schedule"], config["frame_size"]) == (spec.lr, spec.lr_schedule,
+                                                                             spec.frame_size)
         assert (run / "analysis" / "video.mp4").stat().st_size > 1000
         evaluation = pd.read_csv(run / "analysis" / "evaluation.csv")
         assert evaluation.policy.tolist() == ["greedy", "sampled", "random"] and set(evaluation.episodes) == {10}
