@@ -187,6 +187,22 @@ def test_bright_blob_moves_the_attention_argmax_to_its_location(name, row, col):
     assert weights.max() > 0.5
 
 
+@pytest.mark.parametrize("name", ["spatiotemporal", "spatiotemporal_oneshot"])
+def test_the_query_loop_stays_bounded_when_its_weights_grow(name):
+    """Core output -> queries -> answer -> core output is a loop over a whole episode; with the query and answer
+    MLPs' weights tripled, the unnormalised loop reached inf within 13 steps of ALE Pong (see the module's doc)."""
+    agent = build(name, scale_frames=True)
+    with torch.no_grad():
+        for layer in (*agent.answerer.query[::2], *agent.answerer.answer[::2]):
+            layer.weight.mul_(3.0)
+        inputs, state = random_inputs(agent, steps=120, batch=1), agent.initial_state(1)
+        norms = []
+        for t in range(120):
+            _, state = agent(step_slice(inputs, t), state)
+            norms.append(state[-1].norm().item())
+    assert max(norms[60:]) < 2 * max(norms[:10]), (norms[:10], norms[-10:])
+
+
 THESIS_PARAMETERS = {"mott": 2.18e6, "adaptive": 1.92e6, "spatiotemporal": 1.95e6, "spatiotemporal_oneshot": 1.95e6,
                      "timesformer_divided": 0.56e6, "timesformer_joint": 0.56e6}
 

@@ -1,7 +1,14 @@
 """Spatio-temporal attention (thesis section 3.3): Mott spatial attention feeding a Transformer-XL core.
 
-IMPALA ResNet -> 1x1 convolution to keys (8) and values (120) -> 4 queries from the previous core output ->
-spatial attention -> answer MLP (with previous reward and action) -> Transformer-XL -> policy and value.
+IMPALA ResNet -> 1x1 convolution to keys (8) and values (120) -> 4 queries from the previous core output, layer
+normalised -> spatial attention -> answer MLP (with previous reward and action) -> Transformer-XL -> policy and value.
+
+The normalisation is ours, not the thesis's. The queries close a loop over a whole episode (core output -> queries
+-> answer -> core output) in which nothing is bounded: the answer MLP ends in a ReLU and the gated core passes its
+input on, so a loop gain above 1 grows the core output geometrically. At initialisation the gain is just below 1
+(the core output's norm stays at 60-80 over 3,000 Pong steps); with the query and answer MLPs' weights 1.5 times
+larger it is inf within 100 steps. Our sequential agent diverged so on ALE Pong at 1.12M steps (value loss 1e6,
+then NaN; ``docs/study/pong``). Mott's loop is bounded by its LSTM's tanh; here a LayerNorm bounds it.
 
 The sequential agent computes each step's queries from its own previous core output, so a learner must go step
 by step. The one-shot agent (thesis fig. 3.8 right) takes the query source of every step from the rollout
@@ -18,6 +25,7 @@ from torch import nn
 
 from interp.agents.adaptive import TransformerXLConfig
 from interp.agents.base import ActorCritic, Agent, State, reset_where
+from interp.agents.conservative import LayerNorm
 from interp.agents.layers import ImpalaResNet, output_grid
 from interp.agents.mott import AttentionAnswerer
 from interp.agents.transformer import run_in_chunks, transformer_xl_core
@@ -50,6 +58,7 @@ class SpatioTemporalAgent(Agent):
         self.grid = output_grid(self.vision, obs_shape)
         self.split = (config.key_channels, config.value_channels)
         self.keys_values = nn.Conv2d(self.vision.out_channels, sum(self.split), 1)
+        self.query_norm = LayerNorm(config.dim)
         self.answerer = AttentionAnswerer(self.grid, obs_shape[-1], config, num_actions)
         self.core = transformer_xl_core(config.dim, config.layers, config.attention_heads, config.inner_dim,
                                         config.mem_len, config.gating)
@@ -67,8 +76,9 @@ class SpatioTemporalAgent(Agent):
         memory, valid, previous = state
         if "query_state" in inputs:  # one-shot: all queries from the actor's stored core outputs
             query_state = inputs["query_state"]
-            core_input = self.answerer(query_state.flatten(0, 1), keys.flatten(0, 1), values.flatten(0, 1),
-                                       reward.flatten(), last_action.flatten(0, 1)).view(steps, batch, -1)
+            core_input = self.answerer(self.query_norm(query_state.flatten(0, 1)), keys.flatten(0, 1),
+                                       values.flatten(0, 1), reward.flatten(),
+                                       last_action.flatten(0, 1)).view(steps, batch, -1)
             core, memory, valid = run_in_chunks(self.core, core_input, done, memory, valid, self.config.chunk_size)
             previous = core[-1]
         else:  # sequential: each step's queries from the previous step's core output
@@ -76,7 +86,7 @@ class SpatioTemporalAgent(Agent):
             for t in range(steps):
                 previous = reset_where(done[t], previous)
                 sources.append(previous)
-                core_input = self.answerer(previous, keys[t], values[t], reward[t], last_action[t])
+                core_input = self.answerer(self.query_norm(previous), keys[t], values[t], reward[t], last_action[t])
                 output, memory, valid = self.core(core_input[None], done[t:t + 1], memory, valid)
                 previous = output[0]
                 outputs.append(previous)
