@@ -240,6 +240,18 @@ def test_killed_actor_without_restarts_stops_with_a_clear_error(tmp_path):
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "step_000000000000.pt")
 
 
+def test_a_diverging_training_stops_with_one_line_and_saves_the_last_finite_weights(tmp_path):
+    # rmsprop_tf1 without a clip at this learning rate: the second update's loss is inf (the actors would then
+    # stop on NaN probabilities, a torch traceback)
+    config = TrainConfig(arch="baseline", steps=3200, out=str(tmp_path / "run"), actors=0, seed=0, lr=1e6,
+                         grad_norm_clip=1e30, precision="fp32", **SMALL)
+    with pytest.raises(TrainerError, match=r"^the training diverged at step \d+: total loss (inf|nan)") as error:
+        train(config, progress=False)
+    assert "\n" not in str(error.value)
+    final = sorted((tmp_path / "run" / "checkpoints").glob("step_*.pt"))[-1]
+    assert all(torch.isfinite(weight).all() for weight in load_checkpoint(final).agent.state_dict().values())
+
+
 def _start_cli_training(out: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "cli", "train", "--arch", "baseline", "--env", "MiniPong-v0",
                "--steps", "10000000", "--out", str(out), "--actors", "2", "--envs-per-actor", "2",

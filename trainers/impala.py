@@ -287,6 +287,11 @@ class Trainer:
         self.optimizer.zero_grad()
         losses["total_loss"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.agent.parameters(), self.config.grad_norm_clip)
+        if not torch.isfinite(grad_norm):  # one such step makes every weight NaN and the actors' sampling fail
+            loss = losses["total_loss"].item()
+            raise TrainerError(f"the training diverged at step {self.step}: total loss {loss:.4g}, gradient norm "
+                               f"{grad_norm.item():.4g}; this update was not applied, so the weights saved are the "
+                               "last finite ones. Train again with a lower --lr or --grad-norm-clip.")
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.config, self.step)
         self.optimizer.step()
