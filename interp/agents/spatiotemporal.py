@@ -8,7 +8,8 @@ The normalisation is ours, not the thesis's. The queries close a loop over a who
 input on, so a loop gain above 1 grows the core output geometrically. At initialisation the gain is just below 1
 (the core output's norm stays at 60-80 over 3,000 Pong steps); with the query and answer MLPs' weights 1.5 times
 larger it is inf within 100 steps. Our sequential agent diverged so on ALE Pong at 1.12M steps (value loss 1e6,
-then NaN; ``docs/study/pong``). Mott's loop is bounded by its LSTM's tanh; here a LayerNorm bounds it.
+then NaN; ``docs/study/pong``, whose ``query_loop.py`` measures the loop). Mott's loop is bounded by its LSTM's
+tanh; here a LayerNorm bounds it.
 
 The sequential agent computes each step's queries from its own previous core output, so a learner must go step
 by step. The one-shot agent (thesis fig. 3.8 right) takes the query source of every step from the rollout
