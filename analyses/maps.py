@@ -18,9 +18,9 @@ from analyses.stage import Job, Stage
 from interp.agents import Agent
 from interp.attention import attention_maps
 from interp.errors import UserError
-from interp.evalset import EvalSet, load_evalset
 from interp.runs import Run
 from interp.saliency import METHODS
+from interp.steps import Steps
 
 MAP_METHODS = ("perturbation", "gradient", "smoothgrad", "lrp")
 """the saliency methods a run's analyses compute by default (one set, so the stages share one maps cache)"""
@@ -42,12 +42,12 @@ class MapsOptions:
         object.__setattr__(self, "methods", tuple(sorted(self.methods)))  # one cache for any order
 
 
-def compute_maps(agent: Agent, evalset: EvalSet, methods: tuple[str, ...], progress: bool = True
+def compute_maps(agent: Agent, steps: Steps, methods: tuple[str, ...], progress: bool = True
                  ) -> dict[str, np.ndarray]:
-    """Saliency (``methods``) and attention maps of ``agent`` at every frame of ``evalset``."""
+    """Saliency (``methods``) and attention maps of ``agent`` at every step of ``steps`` (an evaluation set's:
+    :meth:`interp.evalset.EvalSet.steps`)."""
     check_methods(methods)
     agent.eval()
-    steps = evalset.steps(agent)
     maps = {f"attention/{name}": value for name, value in attention_maps(agent, steps).items()}
     for method in tqdm(methods, desc="saliency", unit="method", disable=None if progress else True):
         result = METHODS[method].attribute(agent, steps)
@@ -56,8 +56,8 @@ def compute_maps(agent: Agent, evalset: EvalSet, methods: tuple[str, ...], progr
 
 
 def compute(job: Job) -> dict[str, np.ndarray]:
-    evalset = load_evalset(job.evalset)
-    return compute_maps(job.load(evalset).agent, evalset, job.options.methods, progress=False)
+    _, loaded, steps = job.evaluation()
+    return compute_maps(loaded.agent, steps, job.options.methods, progress=False)
 
 
 def finish(run: Run, results: dict[int, Path], options: MapsOptions) -> None:

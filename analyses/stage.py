@@ -38,11 +38,12 @@ from interp import precision
 from interp.agents import Checkpoint
 from interp.cluster import connect, disconnect, import_ray
 from interp.errors import UserError
-from interp.evalset import EvalSet, load_evalset
+from interp.evalset import EvalSet, load_evalset, pre_step_state
 from interp.files import atomic_path
 from interp.importers import load_any
+from interp.memory import reuse_freed_memory
 from interp.runs import Environment, Run
-from interp.steps import Steps
+from interp.steps import State, Steps
 
 Result = pd.DataFrame | dict[str, np.ndarray] | bytes
 """what a job returns: a table (kept as ``.csv``), arrays (``.npz``) or a file's bytes (the stage's suffix)"""
@@ -63,6 +64,9 @@ class Job:
     needed: dict[str, Path] = field(default_factory=dict)
     """stage name -> that stage's result file for this checkpoint"""
     device: str = "cpu"
+    states: Path | None = None
+    """where the checkpoint's pre-step states on the evaluation set are kept: the first job that needs them replays
+    the frames' context and writes them, the stages after it read them (None: replayed by every job)"""
     """where the job computes (resolved: ``cpu``, ``cuda``, ``cuda:N``); not part of any cache key"""
 
     def load(self, evalset: EvalSet | None = None) -> Checkpoint:
@@ -86,12 +90,24 @@ class Job:
 
     def evaluation(self, frames: slice | None = None) -> tuple[EvalSet, Checkpoint, Steps]:
         """The job's evaluation set (``frames`` of it), the checkpoint's agent on the job's device, and the set's
-        evaluated steps with each frame's pre-step state (:meth:`EvalSet.steps`)."""
+        evaluated steps with each frame's pre-step state (:func:`interp.evalset.pre_step_state`, kept at
+        :attr:`states`)."""
         evalset = load_evalset(self.evalset)
-        if frames is not None:
-            evalset = evalset.subset(frames)
         loaded = self.load(evalset)
-        return evalset, loaded, evalset.steps(loaded.agent)
+        state = self._pre_step_state(evalset, loaded.agent)
+        if frames is not None:
+            evalset, state = evalset.subset(frames), tuple(s[frames] for s in state)
+        return evalset, loaded, Steps(evalset.step_inputs(loaded.agent.device), state)
+
+    def _pre_step_state(self, evalset: EvalSet, agent) -> State:
+        """Replaying the context costs as much as all of the maps on memory agents (the TimeSformer's 150 frames of
+        32 steps each), and three stages need it per checkpoint."""
+        if self.states is not None and verified(self.states):
+            return tuple(torch.from_numpy(value).to(agent.device) for value in load_result(self.states).values())
+        state = pre_step_state(agent, evalset, agent.device)
+        if self.states is not None and state:
+            save_result(self.states, {f"state_{index}": s.cpu().numpy() for index, s in enumerate(state)})
+        return state
 
 
 @dataclass(frozen=True)
@@ -194,6 +210,12 @@ def stage_key(stage: Stage, options, evalset: Path | None, needed_keys: dict[str
         digest.update(Path(evalset).read_bytes())
     digest.update(json.dumps(needed_keys, sort_keys=True).encode())
     return digest.hexdigest()[:12]
+
+
+def states_path(run: Run, evalset: Path, step: int) -> Path:
+    """Where :attr:`Job.states` keeps a checkpoint's pre-step states on an evaluation set."""
+    key = hashlib.sha256(Path(evalset).read_bytes()).hexdigest()[:12]
+    return run.cache / f"states-{key}" / f"step_{step:012d}-{_sha256(run.checkpoint(step))[:12]}.npz"
 
 
 def result_path(run: Run, stage: Stage, key: str, step: int) -> Path:
@@ -325,7 +347,9 @@ def _on_ray(jobs: dict[Path, Job], save: Callable, compute: Callable) -> None:
 
 def _exactly(compute: Callable[[Job], Result], job: Job) -> Result:
     """One job under :func:`exact_arithmetic`, in every backend (a Ray task also gets one core as Ray schedules
-    it)."""
+    it), with freed memory kept for the next batch of passes (:func:`interp.memory.reuse_freed_memory`, for the
+    rest of the process)."""
+    reuse_freed_memory()
     with exact_arithmetic():
         return compute(job)
 
@@ -368,7 +392,7 @@ def run_stage(plan: Plan, stage: Stage, *, workers: int = 1, backend: str = "loc
     paths = {step: result_path(plan.run, stage, key, step) for step in steps}
     jobs = {paths[step]: Job(stage.name, plan.run.checkpoint(step), step, plan.run.environment, plan.evalset,
                              options, plan.run.architecture, {name: plan.results[name][step] for name in stage.needs},
-                             plan.device)
+                             plan.device, states_path(plan.run, plan.evalset, step) if plan.evalset else None)
             for step in steps if not verified(paths[step])}
     run_jobs(jobs, workers=workers, backend=backend, desc=stage.name, progress=progress)
     plan.keys[stage.name], plan.results[stage.name] = key, paths

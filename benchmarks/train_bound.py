@@ -37,9 +37,10 @@ import torch
 from interp import precision
 from interp.agents import make_agent
 from interp.envs import make_vector_env
+from interp.memory import reuse_freed_memory
 from interp.runs import Run
 from trainers.config import TrainConfig
-from trainers.impala import learner_losses, reuse_freed_memory
+from trainers.impala import learner_losses
 from trainers.optim import RMSpropTF
 
 ENVS, UNROLL = 16, 20

@@ -190,7 +190,7 @@ def _one_checkpoint(name: str, args: argparse.Namespace, options) -> None:
     with exact_arithmetic():
         if name == "maps":
             path = Path(args.out) / "maps.npz"
-            save_result(path, compute_maps(agent, evalset, options.methods))
+            save_result(path, compute_maps(agent, evalset.steps(agent), options.methods))
         else:
             path = render_video(agent, env_id, options.frames, args.out, seed=options.seed,
                                 png_every=args.png_every, **environment.options)

@@ -153,9 +153,10 @@ def _problem(evalset: EvalSet) -> str:
 
 
 def pre_step_state(agent, evalset: EvalSet, device: str | torch.device = "cpu"):
-    """Each frame's agent state before its evaluated step, built by replaying its context (batch ``N``)."""
+    """Each frame's agent state before its evaluated step, built by replaying its context (batch ``N``); nothing
+    to replay for an agent without state."""
     state = agent.initial_state(len(evalset))
-    if evalset.context["obs"].shape[1] == 0:
+    if not state or evalset.context["obs"].shape[1] == 0:
         return state
     with torch.no_grad():
         _, state = agent(evalset.context_inputs(device), state)

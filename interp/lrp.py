@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from zennit import composites, rules
 from zennit.composites import SpecialFirstLayerMapComposite
+from zennit.core import ParamMod
+from zennit.types import Convolution, Linear
 
 from interp.agents.conservative import conservative_propagation
 from interp.hooks import hook_points
@@ -39,6 +42,25 @@ class Composite(SpecialFirstLayerMapComposite):
         self.zero_biases = zero_biases
 
 
+class ZPlus(rules.ZPlus):
+    """zennit's z+ rule, with the same relevance to the last bit and half the work where a layer's input has no
+    negative entry (the frame, and every layer after a ReLU): the rule's second half, negative inputs through negative
+    weights without bias, then contributes exactly zero to the denominator and to the relevance, so it is skipped.
+    Where an input has a negative entry, zennit's two halves run as they are."""
+
+    def backward(self, module, grad_input, grad_output):
+        stored = self.stored_tensors["input"][0]
+        if (stored < 0).any():
+            return super().backward(module, grad_input, grad_output)
+        input = stored.clone().requires_grad_()  # the first half's input modifier, clamp(min=0), is the identity
+        with ParamMod.ensure(self.param_modifiers[0])(module) as modified, torch.enable_grad():
+            output = modified.forward(input)
+        scaled = self.gradient_mapper(grad_output[0], [output])[0]  # the upper relevance over the stabilised output
+        (gradient,) = torch.autograd.grad(output, input, scaled, create_graph=grad_output[0].requires_grad)
+        relevance = input * gradient
+        return tuple(relevance if original.shape == relevance.shape else None for original in grad_input)
+
+
 def make_composite(rule: str = "epsilon_plus", *, first_layer: str | None = None, zero_biases: bool = False,
                    epsilon: float = 1e-6) -> Composite:
     """A :class:`Composite` by name.
@@ -52,9 +74,6 @@ def make_composite(rule: str = "epsilon_plus", *, first_layer: str | None = None
         zero_biases: no bias takes relevance: those of linear and convolutional layers (zennit's
             ``zero_params=["bias"]``) and those of LayerNorms.
     """
-    from zennit import composites, rules
-    from zennit.types import Convolution, Linear
-
     zero = ["bias"] if zero_biases else None
     named_composites = {"epsilon_plus": composites.EpsilonPlus, "epsilon_plus_flat": composites.EpsilonPlusFlat,
                         "epsilon_alpha2_beta1": composites.EpsilonAlpha2Beta1}
@@ -74,7 +93,14 @@ def make_composite(rule: str = "epsilon_plus", *, first_layer: str | None = None
         if first_layer not in first_rules:
             raise ValueError(f"unknown first-layer rule {first_layer!r}; known: {', '.join(FIRST_LAYER_RULES)}")
         first_map = [((Convolution, Linear), first_rules[first_layer]())]
-    return Composite(layer_map, first_map, zero_biases=zero_biases)
+    return Composite(_with_our_zplus(layer_map, zero), _with_our_zplus(first_map, zero), zero_biases=zero_biases)
+
+
+def _with_our_zplus(layer_map: list, zero_params: list[str] | None) -> list:
+    """``layer_map`` with zennit's z+ rules (default stabiliser, as every composite here makes them) replaced by
+    :class:`ZPlus`."""
+    return [(types, ZPlus(zero_params=zero_params) if type(rule) is rules.ZPlus else rule)
+            for types, rule in layer_map]
 
 
 @dataclass

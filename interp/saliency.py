@@ -155,6 +155,8 @@ class CaptumMethod:
     """occlusion window (pixels, over all stacked frames), stride half of it"""
     seed: int = 0
     """smoothgrad's noise is drawn from this seed (plus the frame's index): the same maps every time"""
+    batch_size: int = 32
+    """inputs per gradient pass (smoothgrad's noisy copies counted)"""
 
     def _explainer(self, forward, channels: int):
         from captum.attr import IntegratedGradients, Occlusion, Saliency
@@ -169,31 +171,44 @@ class CaptumMethod:
                                         "perturbations_per_eval": 64}
         raise ValueError(f"unknown captum method {self.kind!r}")
 
-    def _inputs(self, frame: torch.Tensor, index: int) -> torch.Tensor:
-        """The frame ``[1, C, S, S]``; for SmoothGrad, ``samples`` noisy copies of it, the noise drawn as captum's
-        NoiseTunnel draws it but from a CPU generator seeded ``seed + index`` (the same maps every time and on every
-        device, since a CUDA generator draws other numbers; and no random state of torch's touched)."""
+    def _inputs(self, frames: torch.Tensor, first: int) -> torch.Tensor:
+        """The frames ``[n, C, S, S]``; for SmoothGrad, ``samples`` noisy copies of each, one frame's after the
+        other's, the noise drawn as captum's NoiseTunnel draws it but from a CPU generator seeded ``seed + index``
+        for the frame at ``index = first, first + 1, ...`` of the steps (the same maps every time, in any batch and
+        on every device, since a CUDA generator draws other numbers; and no random state of torch's touched)."""
         if self.kind != "smoothgrad":
-            return frame
-        generator = torch.Generator().manual_seed(self.seed + index)
-        spread = torch.full((self.samples, *frame.shape[1:]), self.noise * 255.0)
-        return frame + torch.normal(0.0, spread, generator=generator).to(frame.device)
+            return frames
+        spread = torch.full((self.samples, *frames.shape[1:]), self.noise * 255.0)
+        noise = [torch.normal(0.0, spread, generator=torch.Generator().manual_seed(self.seed + first + offset))
+                 for offset in range(len(frames))]
+        return (frames.repeat_interleave(self.samples, dim=0) + torch.cat(noise).to(frames.device))
+
+    def _frames_per_pass(self) -> int:
+        """Steps explained together: gradients of many at once (``batch_size`` inputs per pass, SmoothGrad's copies
+        counted); integrated gradients and occlusion one step at a time, since captum expands those batches in
+        orders of its own."""
+        if self.kind in ("integrated_gradients", "occlusion"):
+            return 1
+        return max(1, self.batch_size // (self.samples if self.kind == "smoothgrad" else 1))
 
     def attribute(self, agent, steps: Steps) -> dict[str, np.ndarray]:
         maps = {"actor": [], "critic": []}
-        for index in range(len(steps)):
-            function = StepFunction(agent, steps.one(index))
-            frame = steps.inputs["frame"][0, index:index + 1].float()
+        for first in range(0, len(steps), self._frames_per_pass()):
+            chunk = steps.take(torch.arange(first, min(first + self._frames_per_pass(), len(steps))))
+            function = StepFunction(agent, chunk)
+            frames = chunk.inputs["frame"][0].float()
             with torch.no_grad():
-                action = int(function(frame)[0].argmax(-1))
-            heads = {"actor": (lambda x, f=function: f(x)[0], action),
+                actions = function(frames)[0].argmax(-1)
+            inputs = self._inputs(frames, first)
+            copies = len(inputs) // len(frames)
+            heads = {"actor": (lambda x, f=function: f(x)[0], actions.repeat_interleave(copies)),
                      "critic": (lambda x, f=function: f(x)[1][:, None], 0)}
-            inputs = self._inputs(frame, index)
             for target_name, (forward, target) in heads.items():
-                explainer, options = self._explainer(forward, frame.shape[1])
+                explainer, options = self._explainer(forward, frames.shape[1])
                 attribution = explainer.attribute(inputs.clone().requires_grad_(True), target=target, **options)
-                maps[target_name].append(attribution.detach().abs().mean(dim=0).sum(dim=0).cpu())
-        return {k: torch.stack(v).float().numpy() for k, v in maps.items()}
+                attribution = attribution.detach().abs().reshape(len(frames), copies, *frames.shape[1:])
+                maps[target_name].append(attribution.mean(dim=1).sum(dim=1).cpu())
+        return {k: torch.cat(v).float().numpy() for k, v in maps.items()}
 
 
 METHODS = {

@@ -34,18 +34,19 @@ class Steps:
 
 
 class StepFunction:
-    """The agent at one step, as a function of the frame alone: ``frames [K, C, S, S]`` (float, 0-255) ->
-    ``(policy_logits [K, A], value [K])``, with the step's other inputs and pre-step state repeated K times."""
+    """The agent at ``N`` steps as a function of their frames alone: ``frames [N * R, C, S, S]`` (float, 0-255; the
+    ``R`` frames of each step one after the other) -> ``(policy_logits [N * R, A], value [N * R])``, with each step's
+    other inputs and pre-step state repeated ``R`` times."""
 
-    def __init__(self, agent, step: Steps):
-        if len(step) != 1:
-            raise ValueError("StepFunction explains one step at a time")
-        self.agent, self.step = agent, step
+    def __init__(self, agent, steps: Steps):
+        self.agent, self.steps = agent, steps
 
     def __call__(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        count = frames.shape[0]
-        inputs = {k: v.expand(1, count, *v.shape[2:]) for k, v in self.step.inputs.items() if k != "frame"}
+        repeats, left = divmod(frames.shape[0], len(self.steps))
+        if left or not repeats:
+            raise ValueError(f"{frames.shape[0]} frames for {len(self.steps)} steps: not a multiple")
+        inputs = {k: v.repeat_interleave(repeats, dim=1) for k, v in self.steps.inputs.items() if k != "frame"}
         inputs["frame"] = frames[None]
-        state = tuple(s.expand(count, *s.shape[1:]).contiguous() for s in self.step.state)
+        state = tuple(s.repeat_interleave(repeats, dim=0) for s in self.steps.state)
         outputs, _ = self.agent(inputs, state)
         return outputs["policy_logits"][0], outputs["baseline"][0]

@@ -5,12 +5,14 @@ import pandas as pd
 import pytest
 import torch
 from torch import nn
+from zennit import composites, rules
+from zennit.types import Convolution, Linear
 
 from cli import main
 from interp.agents import AGENTS, make_agent, save_checkpoint
 from interp.agents.conservative import conservative_propagation
 from interp.atom import Atom
-from interp.lrp import LRP, explain_outputs, make_composite
+from interp.lrp import LRP, Composite, explain_outputs, make_composite
 from interp.steps import Steps
 
 SMALL = {"mott": {"vision": "convnet"}, "timesformer_divided": {"mem_len": 4}, "timesformer_joint": {"mem_len": 3},
@@ -112,6 +114,32 @@ def test_baseline_relevance_equals_zennits_own_lrp():
         _, theirs = attributor(frames, lambda out: out * nn.functional.one_hot(chosen, 3))
     assert torch.allclose(ours.frame, theirs, rtol=1e-5, atol=1e-6)
     assert ours.frame.abs().sum() > 0
+
+
+ZENNIT_BACKWARD = rules.ZPlus.backward
+
+
+def zennits_own(rule: str) -> Composite:
+    """The composite ``rule`` with zennit's own z+ rule where ours would be."""
+    layer_map = {"zplus": composites.layer_map_base() + [((Convolution, Linear), rules.ZPlus())],
+                 "epsilon_plus": composites.EpsilonPlus().layer_map}[rule]
+    return Composite(layer_map)
+
+
+@pytest.mark.parametrize("name", list(AGENTS))
+@pytest.mark.parametrize("rule", ["zplus", "epsilon_plus"])
+def test_our_zplus_rule_gives_zennits_relevance_to_the_last_bit(name, rule, monkeypatch):
+    torch.manual_seed(0)
+    agent = trained_like(make_agent(name, num_actions=3, **SMALL.get(name, {})).eval())
+    steps = steps_after_history(agent)
+    theirs = explain_outputs(agent, steps, zennits_own(rule), target="actor", capture="hook_features")
+    both_halves = []
+    monkeypatch.setattr(rules.ZPlus, "backward", lambda *args: both_halves.append(1) or ZENNIT_BACKWARD(*args))
+    ours = explain_outputs(agent, steps, make_composite(rule), target="actor", capture="hook_features")
+    assert torch.equal(ours.frame, theirs.frame) and torch.equal(ours.layer, theirs.layer)
+    assert ours.frame.abs().sum() > 0
+    if name == "baseline":  # every layer's input is the frame or a ReLU's output: the second half never runs
+        assert not both_halves
 
 
 def test_lrp_maps_have_the_saliency_calling_convention():

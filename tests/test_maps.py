@@ -53,7 +53,7 @@ def test_maps_for_an_attention_agent(evalset_path):
     evalset = load_evalset(evalset_path)
     torch.manual_seed(0)
     agent = make_agent("timesformer_divided", num_actions=3, mem_len=4)
-    maps = compute_maps(agent, evalset.subset(slice(0, 2)), ["perturbation", "gradient"], progress=False)
+    maps = compute_maps(agent, evalset.subset(slice(0, 2)).steps(agent), ["perturbation", "gradient"], progress=False)
     assert maps["perturbation/actor"].shape == (2, 84, 84) and maps["gradient/critic"].shape == (2, 84, 84)
     space = maps["attention/core.layers.0.space_attention.hook_weights"]
     time = maps["attention/core.layers.0.time_attention.hook_weights"]

@@ -127,22 +127,24 @@ def test_every_method_gives_the_same_maps_twice_whatever_the_global_rng():
 
 
 def test_smoothgrad_equals_captums_noise_tunnel_drawing_the_same_noise():
+    # ours explains two frames per pass (their noisy copies in one batch); captum's NoiseTunnel one frame at a time
     from captum.attr import NoiseTunnel, Saliency
 
     from interp.steps import StepFunction
 
     torch.manual_seed(0)
     agent = make_agent("baseline", num_actions=3).eval()
-    steps = minipong_steps(agent, frames=1)
-    method = METHODS["smoothgrad"]
+    steps = minipong_steps(agent, frames=3)
+    method = dataclasses.replace(METHODS["smoothgrad"], batch_size=2 * METHODS["smoothgrad"].samples)
     before = torch.random.get_rng_state()
-    ours = method.attribute(agent, steps)["actor"][0]
+    ours = method.attribute(agent, steps)["actor"]
     assert torch.equal(torch.random.get_rng_state(), before)  # our noise comes from a generator of its own
-    function = StepFunction(agent, steps.one(0))
-    frame = steps.inputs["frame"][0, :1].float()
-    action = int(function(frame)[0].argmax(-1))
-    torch.manual_seed(method.seed)  # the global generator in the state of ours for frame 0
-    theirs = NoiseTunnel(Saliency(lambda x: function(x)[0])).attribute(
-        frame.clone().requires_grad_(True), nt_type="smoothgrad", nt_samples=method.samples,
-        stdevs=method.noise * 255.0, abs=True, target=action)
-    assert np.allclose(ours, theirs.detach().abs().sum(dim=1)[0].numpy(), rtol=1e-5, atol=1e-8)
+    for index in range(3):
+        function = StepFunction(agent, steps.one(index))
+        frame = steps.inputs["frame"][0, index:index + 1].float()
+        action = int(function(frame)[0].argmax(-1))
+        torch.manual_seed(method.seed + index)  # the global generator in the state of ours for this frame
+        theirs = NoiseTunnel(Saliency(lambda x, f=function: f(x)[0])).attribute(
+            frame.clone().requires_grad_(True), nt_type="smoothgrad", nt_samples=method.samples,
+            stdevs=method.noise * 255.0, abs=True, target=action)
+        assert np.allclose(ours[index], theirs.detach().abs().sum(dim=1)[0].numpy(), rtol=1e-5, atol=1e-8), index

@@ -14,22 +14,24 @@ import torch
 from analyses import STAGES
 from analyses.analyse import analyse_run
 from analyses.evaluation import EvaluationOptions
-from analyses.stage import Job, Stage, table_of, write_table
+from analyses.stage import Job, Stage, load_result, table_of, write_table
 from cli import main
 from interp.agents import make_agent, save_checkpoint
 from interp.errors import UserError
-from interp.evalset import load_evalset
+from interp.evalset import load_evalset, pre_step_state
 from interp.runs import Run
 from trainers.config import TrainConfig
 
 
-def make_run(folder: Path, steps=(0, 500, 1000), config: bool = True) -> Path:
+def make_run(folder: Path, steps=(0, 500, 1000), config: bool = True, arch: str = "baseline",
+             agent: dict | None = None) -> Path:
     torch.manual_seed(0)
     for step in steps:
-        save_checkpoint(folder / "checkpoints" / f"step_{step:012d}.pt", make_agent("baseline", num_actions=3),
-                        env="MiniPong-v0", step=step)
+        save_checkpoint(folder / "checkpoints" / f"step_{step:012d}.pt",
+                        make_agent(arch, num_actions=3, **(agent or {})), env="MiniPong-v0", step=step)
     if config:
-        (folder / "config.json").write_text(TrainConfig(arch="baseline", env="MiniPong-v0", out=str(folder)).to_json())
+        (folder / "config.json").write_text(TrainConfig(arch=arch, env="MiniPong-v0", agent=agent or {},
+                                                        out=str(folder)).to_json())
     return folder
 
 
@@ -88,6 +90,30 @@ def test_an_interrupted_stage_computes_only_what_is_missing(tmp_path):
     assert sorted(pd.read_csv(run / "analysis" / "atom.csv").step.unique()) == [0, 500, 1000]
 
 
+def test_pre_step_states_are_replayed_once_per_checkpoint_then_read_by_the_later_stages(tmp_path, monkeypatch):
+    from analyses import stage
+    from analyses.atom import AtomOptions
+    from analyses.maps import MapsOptions
+
+    run = make_run(tmp_path / "run", steps=(0, 500), arch="timesformer_divided", agent={"mem_len": 2})
+    assert main(["evalset", str(run), "--env", "MiniPong-v0", "--frames", "3", "--context", "2", "--out",
+                 str(tmp_path / "eval.npz")]) == 0
+    replays = []
+    monkeypatch.setattr(stage, "pre_step_state", lambda *args: replays.append(args) or pre_step_state(*args))
+    options = {"maps": MapsOptions(methods=("gradient",)), "atom": AtomOptions(methods=("gradient",))}
+    analyse_run(run, tmp_path / "eval.npz", stages=("maps", "atom", "health"), options=options, workers=1,
+                progress=False, log=lambda line: None)
+    assert len(replays) == 2  # one per checkpoint, not one per stage and checkpoint
+    kept = sorted((run / "analysis" / "cache").glob("states-*/step_*.npz"))
+    assert [path.name[:17] for path in kept] == ["step_000000000000", "step_000000000500"]
+    final = Run.open(run)
+    with stage.exact_arithmetic():  # as the jobs replayed them: on one thread
+        replayed = pre_step_state(final.load(final.final).agent.eval(), load_evalset(tmp_path / "eval.npz"))
+    stored = list(load_result(kept[-1]).values())
+    assert len(stored) == len(replayed) and all(torch.equal(torch.from_numpy(a), b)
+                                                for a, b in zip(stored, replayed, strict=True))
+
+
 # ---- a new analysis: this module's options, job, files and report section, and one registry entry ----
 
 
@@ -144,7 +170,7 @@ import pandas as pd
 import torch
 
 from analyses import plots
-from analyses.stage import Job, Stage, table_of, write_table
+from analyses.stage import Job, Stage, load_result, table_of, write_table
 
 
 @dataclass(frozen=True)

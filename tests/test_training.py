@@ -115,39 +115,6 @@ def test_learner_threads_apply_to_the_learner_only_while_it_trains(tmp_path):
     assert seen and set(seen) == {wanted} and torch.get_num_threads() == before
 
 
-UPDATE_HEAP = """
-import ctypes, sys, torch
-from trainers.impala import reuse_freed_memory
-class MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                                                      "fsmblks", "uordblks", "fordblks", "keepcost")]
-mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
-mallinfo2.restype = MallInfo2
-if sys.argv[1] == "reuse":
-    assert reuse_freed_memory()
-for _ in range(3):  # large activations of different sizes, all freed at the end, as in a learner update
-    tensors = [torch.ones(n) for n in (5 << 20, 3 << 20, 2 << 20, 1 << 20)]
-    during = mallinfo2()
-    del tensors
-    print(during.hblkhd, during.arena, mallinfo2().arena)  # bytes mapped apart, and in the heap, before and after
-"""
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
-def test_reused_memory_stays_in_the_heap_between_updates():
-    # What the page faults come from, in malloc's own accounting (mallinfo2). The faults depend on the kernel:
-    # 10 updates cost 1,024 faults with reuse against 112,000 without on one machine, 5,120 against 12,269 on CI's.
-    def updates(mode: str) -> list[list[int]]:
-        run = subprocess.run([sys.executable, "-c", UPDATE_HEAP, mode], capture_output=True, text=True, check=True)
-        return [[int(n) for n in line.split()] for line in run.stdout.splitlines()]
-
-    activations = 11 << 22  # bytes of the four tensors
-    reused = updates("reuse")
-    assert all(mapped < activations and during >= activations and after == during for mapped, during, after in reused)
-    mapped, _, _ = updates("default")[0]
-    assert mapped >= activations  # without it, glibc maps each large block apart and unmaps it when freed
-
-
 def test_resume_continues_step_count_and_optimizer(tmp_path):
     out = str(tmp_path / "run")
     train(TrainConfig(arch="baseline", steps=256, out=out, actors=0, **SMALL), progress=False)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import ctypes
 import json
 import math
 import signal
@@ -33,6 +32,7 @@ from interp.agents.checkpoint import renamed, safe_load
 from interp.envs import make_env
 from interp.errors import UserError
 from interp.files import atomic_path
+from interp.memory import reuse_freed_memory
 from interp.runs import Run
 from trainers import vtrace
 from trainers.actor import TrainerError
@@ -138,22 +138,6 @@ def _truncate_rows(path: Path, step: int) -> None:
     kept = [rows[0], *[row for row in rows[1:] if row and row[0].isdigit() and int(row[0]) <= step]] if rows else []
     with atomic_path(path, suffix=".csv") as tmp, open(tmp, "w", newline="") as file:
         csv.writer(file).writerows(kept)
-
-
-GLIBC_MMAP_THRESHOLD, GLIBC_TRIM_THRESHOLD = -3, -1  # mallopt's M_MMAP_THRESHOLD and M_TRIM_THRESHOLD
-
-
-def reuse_freed_memory() -> bool:
-    """Ask glibc's malloc to keep freed memory for reuse: blocks under 32 MiB (its largest mmap threshold) come from
-    the heap, and up to 1 GiB of free heap stays mapped. A learner update allocates and frees the same large
-    activations every time; handed back to the kernel, they cost a page fault per 4 KiB page at the next update
-    (11-14% of the learner's time on ALE Pong, measured with ``perf``). For the rest of the process and the actors it
-    forks; False where the C library is not glibc."""
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(GLIBC_MMAP_THRESHOLD, 32 * 2**20)) and bool(mallopt(GLIBC_TRIM_THRESHOLD, 2**30))
 
 
 class Trainer:
