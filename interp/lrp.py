@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from zennit import composites, rules
 from zennit.composites import SpecialFirstLayerMapComposite
-from zennit.core import ParamMod
+from zennit.core import ParamMod, RemovableHandle, RemovableHandleList
 from zennit.types import Convolution, Linear
 
 from interp.agents.conservative import conservative_propagation
@@ -40,6 +40,62 @@ class Composite(SpecialFirstLayerMapComposite):
     def __init__(self, layer_map: list, first_map: list | None = None, *, zero_biases: bool = False):
         super().__init__(layer_map=layer_map, first_map=first_map or [])
         self.zero_biases = zero_biases
+
+    def register(self, module: torch.nn.Module) -> None:
+        """zennit's registration (its ``Composite.register``), with every rule attached by
+        :func:`_attach_without_the_true_gradient`."""
+        self.remove()
+        for canonizer in self.canonizers:
+            self.handles += canonizer.apply(module)
+        context = {}
+        for name, child in module.named_modules():
+            template = self.module_map(context, name, child)
+            if template is not None:
+                hook = template.copy()
+                self.hook_refs.add(hook)
+                self.handles.append(_attach_without_the_true_gradient(hook, child))
+
+
+class _Attached(torch.autograd.Function):
+    """A layer's output, computed without a graph, attached to the layer's input: its backward is the rule's."""
+
+    @staticmethod
+    def forward(ctx, input, output, rule):
+        ctx.rule = rule
+        return output.view_as(output)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return ctx.rule(grad_output), None, None
+
+
+def _attach_without_the_true_gradient(hook, module: torch.nn.Module) -> RemovableHandleList:
+    """Register a zennit rule on ``module`` so that autograd computes only the rule's relevance at the module's
+    input. zennit's own hooks let autograd compute the layer's true input gradient, then replace it with the rule's:
+    a backward pass of every hooked layer, a quarter of a relevance pass, thrown away. Here the layer computes on a
+    detached copy of its input (as zennit's, a copy: a layer may change its input in place) and its output is
+    attached to the input through :class:`_Attached`; the rule sees the same input, output gradient and module."""
+    attached = {}
+
+    def pre_forward(module, input):
+        if not input[0].requires_grad:
+            return None
+        attached["input"] = input[0]
+        return (input[0].detach().clone(), *input[1:])
+
+    def post_forward(module, input, output):
+        if "input" not in attached:
+            return None
+        original = attached.pop("input")
+        hook.forward(module, input, output)  # a rule keeps the input it recomputes the layer from
+
+        def rule(grad_output):
+            return hook.backward(module, (original,), (grad_output,))[0]
+
+        return _Attached.apply(original, output.detach(), rule)
+
+    return RemovableHandleList([RemovableHandle(hook), module.register_forward_pre_hook(pre_forward),
+                                module.register_forward_hook(post_forward)])
 
 
 class ZPlus(rules.ZPlus):

@@ -12,7 +12,7 @@ from cli import main
 from interp.agents import AGENTS, make_agent, save_checkpoint
 from interp.agents.conservative import conservative_propagation
 from interp.atom import Atom
-from interp.lrp import LRP, Composite, explain_outputs, make_composite
+from interp.lrp import LRP, explain_outputs, make_composite
 from interp.steps import Steps
 
 SMALL = {"mott": {"vision": "convnet"}, "timesformer_divided": {"mem_len": 4}, "timesformer_joint": {"mem_len": 3},
@@ -119,16 +119,19 @@ def test_baseline_relevance_equals_zennits_own_lrp():
 ZENNIT_BACKWARD = rules.ZPlus.backward
 
 
-def zennits_own(rule: str) -> Composite:
-    """The composite ``rule`` with zennit's own z+ rule where ours would be."""
-    layer_map = {"zplus": composites.layer_map_base() + [((Convolution, Linear), rules.ZPlus())],
-                 "epsilon_plus": composites.EpsilonPlus().layer_map}[rule]
-    return Composite(layer_map)
+def zennits_own(rule: str):
+    """The composite ``rule`` as zennit makes and registers it: its own z+ rule, its own hooks (which let autograd
+    compute each layer's true gradient, then replace it)."""
+    composite = {"zplus": composites.LayerMapComposite(composites.layer_map_base()
+                                                       + [((Convolution, Linear), rules.ZPlus())]),
+                 "epsilon_plus": composites.EpsilonPlus()}[rule]
+    composite.zero_biases = False  # read by the agents' conservative operations
+    return composite
 
 
 @pytest.mark.parametrize("name", list(AGENTS))
 @pytest.mark.parametrize("rule", ["zplus", "epsilon_plus"])
-def test_our_zplus_rule_gives_zennits_relevance_to_the_last_bit(name, rule, monkeypatch):
+def test_our_rules_and_hooks_give_zennits_relevance_to_the_last_bit(name, rule, monkeypatch):
     torch.manual_seed(0)
     agent = trained_like(make_agent(name, num_actions=3, **SMALL.get(name, {})).eval())
     steps = steps_after_history(agent)
