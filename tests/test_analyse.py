@@ -76,8 +76,9 @@ def test_analyse_command_runs_every_stage_in_workers_and_reuses_results(tmp_path
 
     assert len(list((analysis / "cache").glob("maps-*"))) == 1  # ATOM and agreement share the maps
     cached = sorted(path for path in (analysis / "cache").glob("*/step_*") if path.suffix != ".sha256")
-    # maps, agreement, ATOM and health for each checkpoint; sanity, evaluation, stills and video for the final one
-    assert len(cached) == 12
+    # maps, agreement, ATOM, health and the pre-step states for each checkpoint; sanity, evaluation, stills and video
+    # for the final one
+    assert len(cached) == 14 and len([path for path in cached if path.parent.name.startswith("states-")]) == 2
     assert (analysis / "health.csv").exists() and (analysis / "health.png").exists()
     cached.append(analysis / "evalset.npz")  # without --frames, the run's evaluation set is kept
     stamps = [path.stat().st_mtime_ns for path in cached]
