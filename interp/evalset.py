@@ -153,11 +153,14 @@ def _problem(evalset: EvalSet) -> str:
 
 
 def pre_step_state(agent, evalset: EvalSet, device: str | torch.device = "cpu"):
-    """Each frame's agent state before its evaluated step, built by replaying its context (batch ``N``); nothing
-    to replay for an agent without state."""
+    """Each frame's agent state before its evaluated step, built by replaying its context (batch ``N``): only the
+    latest steps the state depends on (:attr:`interp.agents.base.Agent.state_horizon`), nothing for an agent without state."""
     state = agent.initial_state(len(evalset))
     if not state or evalset.context["obs"].shape[1] == 0:
         return state
+    inputs = evalset.context_inputs(device)
+    if agent.state_horizon is not None:
+        inputs = {key: value[-agent.state_horizon:] for key, value in inputs.items()}
     with torch.no_grad():
-        _, state = agent(evalset.context_inputs(device), state)
+        _, state = agent(inputs, state)
     return state

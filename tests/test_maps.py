@@ -35,9 +35,12 @@ def test_evalset_holds_eligible_frames_with_history(evalset_path):
     assert evalset.meta["env"] == "MiniPong-TwoBall-v0"
 
 
-def test_pre_step_state_replays_the_context():
+@pytest.mark.parametrize(("name", "horizon"), [("adaptive", 4), ("timesformer_joint", 4), ("mott", None)])
+def test_pre_step_state_replays_the_context(name, horizon):
+    # a one-layer memory core keeps its last mem_len inputs: the state replays that many of the context's 6 steps
     torch.manual_seed(0)
-    agent = make_agent("adaptive", num_actions=3, mem_len=4).eval()
+    agent = make_agent(name, num_actions=3, **({"mem_len": 4} if horizon else {})).eval()
+    assert agent.state_horizon == horizon
     evalset = build_evalset(agent, "MiniPong-v0", frames=3, context=6, progress=False)
     state = pre_step_state(agent, evalset)
     one = evalset.subset(slice(1, 2))
@@ -93,3 +96,9 @@ def test_video_command_writes_titled_panels(tmp_path):
     # frame, 4 spatial heads, the temporal strip, actor and critic saliency: 8 panels of 252 pixels
     assert frames[0].shape[1] == 8 * 252
     assert sorted(p.name for p in tmp_path.glob("video_*.png")) == ["video_00000.png", "video_00002.png"]
+
+
+def test_a_state_that_feeds_back_into_the_core_is_replayed_whole():
+    assert make_agent("spatiotemporal", num_actions=3).state_horizon is None  # the query loop
+    assert make_agent("timesformer_divided", num_actions=3, layers=2).state_horizon is None
+    assert make_agent("timesformer_divided", num_actions=3, mem_len=5).state_horizon == 5

@@ -58,6 +58,10 @@ class AdaptiveAgent(Agent):
     def initial_state(self, batch_size: int) -> State:
         return self.core.initial_state(batch_size)
 
+    @property
+    def state_horizon(self) -> int | None:
+        return self.core.horizon  # the core's inputs come from the step alone
+
     def forward(self, inputs: dict[str, torch.Tensor], state: State) -> tuple[dict, State]:
         steps, batch = inputs["frame"].shape[:2]
         embedded = self.embed(self.vision(self.frames(inputs))).view(steps, batch, -1)

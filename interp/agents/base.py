@@ -112,6 +112,12 @@ class Agent(nn.Module):
     def initial_state(self, batch_size: int) -> State:
         return ()
 
+    @property
+    def state_horizon(self) -> int | None:
+        """How many of the latest steps the state depends on (None: all of them, through a recurrence): replaying
+        those from the initial state gives the state a whole history gives (:func:`interp.evalset.pre_step_state`)."""
+        return None
+
     def forward(self, inputs: dict[str, torch.Tensor], state: State) -> tuple[dict[str, torch.Tensor], State]:
         raise NotImplementedError
 

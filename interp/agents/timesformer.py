@@ -72,6 +72,10 @@ class TimeSformerAgent(Agent):
     def initial_state(self, batch_size: int) -> State:
         return self.core.initial_state(batch_size)
 
+    @property
+    def state_horizon(self) -> int | None:
+        return self.core.horizon  # the core's inputs come from the step alone
+
     def forward(self, inputs: dict[str, torch.Tensor], state: State) -> tuple[dict, State]:
         steps, batch = inputs["frame"].shape[:2]
         patches = self.patch_embed(self.frames(inputs)).flatten(2).transpose(1, 2)  # [T*B, N, D]

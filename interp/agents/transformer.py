@@ -165,6 +165,12 @@ class MemoryCore(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.mem_len, self.token_shape = mem_len, token_shape
 
+    @property
+    def horizon(self) -> int | None:
+        """The steps the memory depends on when the core's inputs do not depend on it: one layer keeps its last
+        ``mem_len`` inputs, whatever came before; a deeper layer keeps outputs of attention over older memory."""
+        return self.mem_len if len(self.layers) == 1 else None
+
     def initial_state(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         weight = next(self.parameters())
         return (torch.zeros(batch_size, len(self.layers), self.mem_len, *self.token_shape, device=weight.device,
