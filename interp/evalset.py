@@ -154,7 +154,8 @@ def _problem(evalset: EvalSet) -> str:
 
 def pre_step_state(agent, evalset: EvalSet, device: str | torch.device = "cpu"):
     """Each frame's agent state before its evaluated step, built by replaying its context (batch ``N``): only the
-    latest steps the state depends on (:attr:`interp.agents.base.Agent.state_horizon`), nothing for an agent without state."""
+    latest steps the state depends on (:attr:`interp.agents.base.Agent.state_horizon`), nothing for an agent
+    without state."""
     state = agent.initial_state(len(evalset))
     if not state or evalset.context["obs"].shape[1] == 0:
         return state
