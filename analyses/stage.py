@@ -64,10 +64,10 @@ class Job:
     needed: dict[str, Path] = field(default_factory=dict)
     """stage name -> that stage's result file for this checkpoint"""
     device: str = "cpu"
+    """where the job computes (resolved: ``cpu``, ``cuda``, ``cuda:N``); not part of any cache key"""
     states: Path | None = None
     """where the checkpoint's pre-step states on the evaluation set are kept: the first job that needs them replays
     the frames' context and writes them, the stages after it read them (None: replayed by every job)"""
-    """where the job computes (resolved: ``cpu``, ``cuda``, ``cuda:N``); not part of any cache key"""
 
     def load(self, evalset: EvalSet | None = None) -> Checkpoint:
         """The checkpoint's agent (eval mode), checked against the run's architecture and environment and, if given,
@@ -210,12 +210,6 @@ def stage_key(stage: Stage, options, evalset: Path | None, needed_keys: dict[str
         digest.update(Path(evalset).read_bytes())
     digest.update(json.dumps(needed_keys, sort_keys=True).encode())
     return digest.hexdigest()[:12]
-
-
-def states_path(run: Run, evalset: Path, step: int) -> Path:
-    """Where :attr:`Job.states` keeps a checkpoint's pre-step states on an evaluation set."""
-    key = hashlib.sha256(Path(evalset).read_bytes()).hexdigest()[:12]
-    return run.cache / f"states-{key}" / f"step_{step:012d}-{_sha256(run.checkpoint(step))[:12]}.npz"
 
 
 def result_path(run: Run, stage: Stage, key: str, step: int) -> Path:
@@ -390,9 +384,11 @@ def run_stage(plan: Plan, stage: Stage, *, workers: int = 1, backend: str = "loc
     key = stage_key(stage, options, plan.evalset, {name: plan.keys[name] for name in stage.needs})
     steps = plan.run.steps if stage.checkpoints == "all" else [_chosen_step(plan.run, options)]
     paths = {step: result_path(plan.run, stage, key, step) for step in steps}
+    # the pre-step states on this evaluation set, named as the results are (step and checkpoint digest)
+    states = plan.run.cache / f"states-{_sha256(plan.evalset)[:12]}" if plan.evalset else None
     jobs = {paths[step]: Job(stage.name, plan.run.checkpoint(step), step, plan.run.environment, plan.evalset,
                              options, plan.run.architecture, {name: plan.results[name][step] for name in stage.needs},
-                             plan.device, states_path(plan.run, plan.evalset, step) if plan.evalset else None)
+                             plan.device, states / paths[step].with_suffix(".npz").name if states else None)
             for step in steps if not verified(paths[step])}
     run_jobs(jobs, workers=workers, backend=backend, desc=stage.name, progress=progress)
     plan.keys[stage.name], plan.results[stage.name] = key, paths

@@ -181,7 +181,7 @@ class CaptumMethod:
         spread = torch.full((self.samples, *frames.shape[1:]), self.noise * 255.0)
         noise = [torch.normal(0.0, spread, generator=torch.Generator().manual_seed(self.seed + first + offset))
                  for offset in range(len(frames))]
-        return (frames.repeat_interleave(self.samples, dim=0) + torch.cat(noise).to(frames.device))
+        return frames.repeat_interleave(self.samples, dim=0) + torch.cat(noise).to(frames.device)
 
     def _frames_per_pass(self) -> int:
         """Steps explained together: gradients of many at once (``batch_size`` inputs per pass, SmoothGrad's copies
@@ -193,8 +193,9 @@ class CaptumMethod:
 
     def attribute(self, agent, steps: Steps) -> dict[str, np.ndarray]:
         maps = {"actor": [], "critic": []}
-        for first in range(0, len(steps), self._frames_per_pass()):
-            chunk = steps.take(torch.arange(first, min(first + self._frames_per_pass(), len(steps))))
+        per_pass = self._frames_per_pass()
+        for first in range(0, len(steps), per_pass):
+            chunk = steps.take(torch.arange(first, min(first + per_pass, len(steps))))
             function = StepFunction(agent, chunk)
             frames = chunk.inputs["frame"][0].float()
             with torch.no_grad():
