@@ -335,11 +335,14 @@ def _not_evaluated(arch: str, runs: pd.DataFrame) -> Finding:
 
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
     """Per architecture (in the grid's order) and figure: the seeds, the mean and a 95% confidence interval of the
-    mean (Student's t with the seeds' standard deviation; a single seed has no interval)."""
+    mean (Student's t with the seeds' standard deviation; a single seed has no interval). A run without an
+    evaluation (still training) is left out, as from the learning figures: its steps, hours and AUC are of a part of
+    the run; an architecture with none evaluated keeps its rows, with 0 seeds."""
     rows = []
     for arch, group in table.groupby("arch", sort=False):
+        evaluated = group[group["greedy_return"].notna()]
         for figure in FIGURES:
-            values = group[figure].dropna().to_numpy(float)
+            values = evaluated[figure].dropna().to_numpy(float)
             low, high = t_interval(values)
             rows.append({"arch": arch, "figure": figure, "seeds": len(values),
                          "mean": float(values.mean()) if len(values) else np.nan, "ci_low": low, "ci_high": high})

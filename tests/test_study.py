@@ -13,7 +13,16 @@ import pandas as pd
 import pytest
 from test_stages import make_run
 
-from analyses.study import COLUMNS, FIGURES, StudyOptions, iqm_with_ci, run_study, study_findings, t_interval
+from analyses.study import (
+    COLUMNS,
+    FIGURES,
+    StudyOptions,
+    iqm_with_ci,
+    run_study,
+    study_findings,
+    summarise,
+    t_interval,
+)
 from analyses.study_report import learning_curves
 from cli import main
 from interp.errors import UserError
@@ -183,3 +192,17 @@ def test_a_run_still_training_is_left_out_of_the_learning_curves(tmp_path):
     evaluated = learning_curves(tmp_path, table.fillna(0.0))
     assert set(evaluated.arch) == {"baseline", "mott"}
 
+
+
+def test_a_run_still_training_is_left_out_of_the_summary():
+    """A finished run and one still training (no evaluation yet): the summary is the finished run's, not a mean of
+    5M and 0.86M steps; an architecture with no run evaluated keeps its rows with 0 seeds."""
+    nan = float("nan")
+    table = pd.DataFrame({"arch": ["timesformer_divided", "timesformer_divided", "spatiotemporal"], "seed": [0, 1, 0],
+                          "steps": [5_000_000, 862_080, 2_226_240], "greedy_return": [19.4, nan, nan]})
+    table = table.reindex(columns=COLUMNS)
+    summary = summarise(table).set_index(["arch", "figure"])
+    assert summary.loc[("timesformer_divided", "steps"), "seeds"] == 1
+    assert summary.loc[("timesformer_divided", "steps"), "mean"] == 5_000_000
+    assert summary.loc[("spatiotemporal", "steps"), "seeds"] == 0
+    assert np.isnan(summary.loc[("spatiotemporal", "steps"), "mean"])
