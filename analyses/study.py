@@ -340,7 +340,7 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     the run; an architecture with none evaluated keeps its rows, with 0 seeds."""
     rows = []
     for arch, group in table.groupby("arch", sort=False):
-        evaluated = group[group["greedy_return"].notna()]
+        evaluated = group.dropna(subset=["greedy_return"])
         for figure in FIGURES:
             values = evaluated[figure].dropna().to_numpy(float)
             low, high = t_interval(values)

@@ -193,7 +193,6 @@ def test_a_run_still_training_is_left_out_of_the_learning_curves(tmp_path):
     assert set(evaluated.arch) == {"baseline", "mott"}
 
 
-
 def test_a_run_still_training_is_left_out_of_the_summary():
     """A finished run and one still training (no evaluation yet): the summary is the finished run's, not a mean of
     5M and 0.86M steps; an architecture with no run evaluated keeps its rows with 0 seeds."""
