@@ -133,6 +133,22 @@ def test_resume_continues_step_count_and_optimizer(tmp_path):
         Trainer(TrainConfig(arch="baseline", steps=512, out=out, actors=0, **SMALL), progress=False).run()
 
 
+def test_an_agent_option_given_at_its_default_is_no_change_on_resume(tmp_path):
+    """Runs written with no agent options before MiniPong's default ``scale_frames=false``: the baseline's (false is
+    its own default) resumes under the new default, atarinet's (TorchBeast's network divides by 255) is refused."""
+    for arch, refused in (("baseline", False), ("atarinet", True)):
+        out = str(tmp_path / arch)
+        train(TrainConfig(arch=arch, steps=64, out=out, actors=0, optimizer="rmsprop_torch", **SMALL), progress=False)
+        config = configure(arch, out, {"steps": 128, "actors": 0, **SMALL})
+        assert config.agent == {"scale_frames": False}
+        if refused:
+            with pytest.raises(UserError, match="its agent cannot change on --resume"):
+                train(config, resume=True, progress=False)
+        else:
+            train(config, resume=True, progress=False)
+            assert int(rows(out)[-1]["step"]) == 128
+
+
 @pytest.mark.parametrize("schedule, last_factor", [("constant", 1.0), ("linear", 1 - 224 / 256)])
 def test_the_linear_schedule_anneals_the_learning_rate_to_zero_at_the_last_step(tmp_path, schedule, last_factor):
     out = tmp_path / "run"
@@ -436,6 +452,7 @@ def test_an_environment_gets_the_settings_that_learn_there_unless_flags_say_othe
     mine = configure("baseline", "run", {"env": "ALE/Pong-v5", "rmsprop_eps": 0.01, "agent": {"init": "torch"}})
     assert mine.rmsprop_eps == 0.01 and mine.agent == {"scale_frames": True, "init": "torch"}
     assert configure("mott", "run", {}).optimizer == "rmsprop_torch"  # MiniPong's
+    assert configure("atarinet", "run", {}).agent == {"scale_frames": False}  # and frames as they are
     assert configure("mott", "run", {"preset": "monobeast"}).lr == 4.8e-4  # a preset still wins over them
 
 

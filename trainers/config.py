@@ -12,6 +12,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+from interp.agents import AGENTS
 from interp.cluster import BACKENDS
 from interp.envs import check_user_options
 from interp.errors import UserError
@@ -129,7 +130,8 @@ class TrainConfig:
     frame_size: int = 84
     """observation side: 84, or 42 (the thesis' small setting)"""
     agent: dict = field(default_factory=dict, metadata={"key_values": True, "flags": ("--agent-option",)})
-    """architecture option, e.g. mem_len=40 (on ALE games scale_frames=true and init=orthogonal unless given)"""
+    """architecture option, e.g. mem_len=40 (unless given: on ALE games scale_frames=true and init=orthogonal, on
+    MiniPong scale_frames=false)"""
     env_options: dict = field(default_factory=dict, metadata={"key_values": True, "flags": ("--env-option",)})
     """environment option, e.g. points=3 or modifications=["lazy_enemy"]"""
     max_actor_restarts: int = 3
@@ -209,8 +211,11 @@ class TrainConfig:
     def changed_from(self, saved: TrainConfig) -> dict[str, tuple]:
         """The settings of the run (not those of the machine, nor ``out``: a run may move) in which this config
         differs from ``saved``, the run's own: ``{name: (this value, the run's value)}``."""
+        def value(config: TrainConfig, name: str):  # an agent option given at its default changes nothing
+            return agent_options(config) if name == "agent" else getattr(config, name)
+
         return {f.name: (getattr(self, f.name), getattr(saved, f.name)) for f in fields(self)
-                if f.name != "out" and not f.metadata.get("resume") and getattr(self, f.name) != getattr(saved, f.name)}
+                if f.name != "out" and not f.metadata.get("resume") and value(self, f.name) != value(saved, f.name)}
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -233,6 +238,16 @@ class TrainConfig:
             raise UserError(f"{path}: not a valid run configuration ({error})") from None
 
 
+def agent_options(config: TrainConfig) -> dict:
+    """``config.agent`` with its architecture's defaults filled in (``{}`` and ``{"scale_frames": False}`` are the
+    same baseline); as given where the architecture or an option is unknown."""
+    agent = AGENTS.get(config.arch)
+    try:
+        return asdict(agent.Config(**config.agent)) if agent else config.agent
+    except (TypeError, ValueError):
+        return config.agent
+
+
 def _finite(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -253,8 +268,10 @@ THESIS = {
 # What learned ALE Pong on this project's 2-core machine (README, "Training on ALE games"; docs/pong/).
 PONG = {"env": "ALE/Pong-v5", "rmsprop_eps": 1e-5, "agent": {"scale_frames": True, "init": "orthogonal"}}
 # What learns MiniPong here (README, "Training"): torch's RMSprop, whose larger first steps MiniPong's black frames
-# bear; with IMPALA's the baseline had not learned by 200k steps, Mott not by 345k.
-MINIPONG = {"optimizer": "rmsprop_torch"}
+# bear (with IMPALA's the baseline had not learned by 200k steps, Mott not by 345k), and frames as they are: divided
+# by 255, the few bright pixels of a black frame hardly move the policy at the start (atarinet's policy gradient
+# through its vision 17x smaller at step 0) and TorchBeast's network learned in 1 of 3 seeds, unscaled in 3 of 3.
+MINIPONG = {"optimizer": "rmsprop_torch", "agent": {"scale_frames": False}}
 ENVIRONMENT_DEFAULTS = {"ALE/": {k: v for k, v in PONG.items() if k != "env"}, "MiniPong": MINIPONG}
 """environment id prefix -> the settings a run on it gets where its command line does not give them"""
 
