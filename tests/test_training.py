@@ -3,6 +3,7 @@
 import csv
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -142,7 +143,8 @@ def test_an_agent_option_given_at_its_default_is_no_change_on_resume(tmp_path):
         config = configure(arch, out, {"steps": 128, "actors": 0, **SMALL})
         assert config.agent == {"scale_frames": False}
         if refused:
-            with pytest.raises(UserError, match="its agent cannot change on --resume"):
+            with pytest.raises(UserError, match=re.escape("its agent cannot change on --resume (agent: {} in the run, "
+                                                          "{'scale_frames': False} now)")):
                 train(config, resume=True, progress=False)
         else:
             train(config, resume=True, progress=False)

@@ -332,8 +332,9 @@ class Trainer:
         saved = TrainConfig.from_json(self.run_files.config_path)
         changed = self.config.changed_from(saved)
         if changed:
+            values = "; ".join(f"{name}: {run!r} in the run, {now!r} now" for name, (now, run) in changed.items())
             raise UserError(f"{self.run_files.directory} holds a {saved.arch} run on {saved.env}; its "
-                            f"{', '.join(changed)} cannot change on --resume")
+                            f"{', '.join(changed)} cannot change on --resume ({values})")
         try:
             state = safe_load(path, self.device)  # torch's own refusal would advise loading it unsafely
             self.agent.load_state_dict(renamed(state["model"], self.agent.state_dict(), path))
