@@ -75,6 +75,23 @@ def test_a_killed_run_resumes_without_logging_a_step_twice(tmp_path):
         assert load_checkpoint(path).meta["step"] == int(path.stem.split("_")[1])
 
 
+def test_a_run_killed_between_checkpoints_resumes_from_its_last_saved_state(tmp_path):
+    """--state-every-seconds saves the trainer state between checkpoints: killed without warning long after its last
+    checkpoint, the run loses at most the update in flight, and resuming writes the checkpoint of that state."""
+    out, sparse = tmp_path / "run", ["--checkpoint-every", "1000000"]  # after 2,000 steps the next is at 5,000
+    process = start_training(out, *sparse, "--state-every-seconds", "0.001")
+    wait_for(lambda: (out / "metrics.csv").exists() and len(steps_logged(out)) > 90)  # 2,880 steps
+    process.kill()
+    process.wait(timeout=30)
+    state = torch.load(out / "trainer_state.pt", weights_only=True)
+    checkpoints = sorted(int(path.stem.split("_")[1]) for path in (out / "checkpoints").glob("step_*.pt"))
+    assert state["step"] > checkpoints[-1] and max(steps_logged(out)) - state["step"] <= 2 * 32
+    assert main([*train_arguments(out, steps=state["step"] + 64), *sparse, "--resume"]) == 0
+    assert load_checkpoint(out / "checkpoints" / f"step_{state['step']:012d}.pt").meta["step"] == state["step"]
+    steps = steps_logged(out)
+    assert steps == sorted(set(steps)) and steps[-1] == state["step"] + 64
+
+
 def test_a_second_command_on_a_run_in_use_is_refused(tmp_path):
     out = tmp_path / "run"
     process = start_training(out)

@@ -127,6 +127,10 @@ class TrainConfig:
     """steps between the regular checkpoints after the log-spaced early ones"""
     first_checkpoint: int = 100
     """the first of the log-spaced early checkpoints (1-2-5 steps: 100, 200, 500, 1000, ...) after step 0"""
+    state_every_seconds: float = field(default=600.0, metadata=_machine())
+    """seconds of training between saves of the trainer state (what --resume continues from) besides those at the
+    checkpoints, so that a run killed without warning (SIGKILL, a machine lost) loses at most this much; 0: at the
+    checkpoints only"""
     frame_size: int = 84
     """observation side: 84, or 42 (the thesis' small setting)"""
     agent: dict = field(default_factory=dict, metadata={"key_values": True, "flags": ("--agent-option",)})
@@ -171,12 +175,13 @@ class TrainConfig:
         positive, fraction, non_negative = (lambda v: v > 0), (lambda v: 0 <= v < 1), (lambda v: v >= 0)
         checks = {"lr": positive, "rmsprop_eps": positive, "grad_norm_clip": positive, "rmsprop_alpha": fraction,
                   "rmsprop_momentum": fraction, "discounting": lambda v: 0 <= v <= 1, "baseline_cost": non_negative,
-                  "entropy_cost": non_negative, "reward_clip": non_negative}
+                  "entropy_cost": non_negative, "reward_clip": non_negative,
+                  "state_every_seconds": non_negative}
         wrong = [name.replace("_", "-") for name, ok in checks.items()
                  if not (_finite(getattr(self, name)) and ok(getattr(self, name)))]
         if wrong:
             return (f"out of range: {', '.join(wrong)} (learning rate, epsilon and clip > 0; alpha and momentum in "
-                    "[0, 1); discounting in [0, 1]; costs and reward clip >= 0; all finite)")
+                    "[0, 1); discounting in [0, 1]; costs, reward clip and state interval >= 0; all finite)")
         for name, allowed in (("device", None), ("precision", PRECISIONS), ("optimizer", OPTIMIZERS),
                               ("lr_schedule", LR_SCHEDULES),
                               ("backend", BACKENDS), ("preset", ("", *PRESETS))):

@@ -203,6 +203,7 @@ class Trainer:
                 last = self._checkpoint()
             workers.start()
             started = time.monotonic() - self.elapsed
+            state_saved = time.monotonic()
             while self.step < config.steps and not self.stop_requested and not self.reached_return():
                 batch, initial_state = workers.next_batch(lambda: self.stop_requested)
                 if batch is None:
@@ -215,7 +216,11 @@ class Trainer:
                 bar.update(config.unroll * config.batch_size)
                 bar.set_postfix(sps=f"{self.step / max(self.elapsed, 1e-9):.0f}", ret=self._mean(self.returns))
                 if any(s <= self.step for s in self.schedule):
-                    last = self._checkpoint()
+                    last, state_saved = self._checkpoint(), time.monotonic()
+                elif config.state_every_seconds and time.monotonic() - state_saved >= config.state_every_seconds:
+                    with self._stop_on_write_error():
+                        self._save_state()
+                    state_saved = time.monotonic()
         except TrainerError as error:  # the actors cannot go on: keep what was learned
             self._final_checkpoint(last)
             raise TrainerError(f"{error} A final checkpoint at step {self.step} was written.") from None
@@ -298,18 +303,29 @@ class Trainer:
     # ---- checkpoints and resume ----
 
     def _checkpoint(self) -> Path:
-        """The trainer state of this step, then its checkpoint; a full disk stops the run with a clear error."""
+        """The trainer state of this step, then its checkpoint."""
         while self.schedule and self.schedule[0] <= self.step:
             self.schedule.pop(0)
+        with self._stop_on_write_error():
+            self._save_state()
+            return self._write_checkpoint()
+
+    def _save_state(self) -> None:
+        """Write the trainer state of this step, what --resume continues from (a state without a checkpoint of its
+        step gets one when the run resumes from it)."""
         state = {"step": self.step, "elapsed": self.elapsed, "updates": self.updates,
                  "optimizer": self.optimizer.state_dict(), "model": self.agent.state_dict(),
                  "returns": list(self.returns), "lengths": list(self.lengths),
                  "seed_rng": json.dumps(self.seeds.bit_generator.state)}
+        with atomic_path(self.run_files.state_path) as tmp:
+            torch.save(state, tmp)
+
+    @contextlib.contextmanager
+    def _stop_on_write_error(self):
+        """A full disk (say) stops the run with a clear error."""
         try:
-            with atomic_path(self.run_files.state_path) as tmp:
-                torch.save(state, tmp)
-            return self._write_checkpoint()
-        except (OSError, RuntimeError) as error:  # torch.save fails only in writing (a full disk, say)
+            yield
+        except (OSError, RuntimeError) as error:  # torch.save fails only in writing
             raise TrainerError(f"cannot write to {self.run_files.directory} ({_first_line(error)}); the run is "
                                f"intact up to its last checkpoint: free some space and continue with --resume") \
                 from None
