@@ -49,6 +49,14 @@ def wait_for(condition, timeout: float = 120) -> None:
     raise AssertionError("timed out")
 
 
+def lock_is_free(run: Path) -> bool:
+    try:
+        with Run.open(run).lock("the test"):
+            return True
+    except UserError:
+        return False
+
+
 def processes_mentioning(marker: str) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -65,6 +73,7 @@ def test_a_killed_run_resumes_without_logging_a_step_twice(tmp_path):
     wait_for(lambda: (out / "metrics.csv").exists() and len(steps_logged(out)) > 60)
     process.kill()
     process.wait(timeout=30)
+    wait_for(lambda: lock_is_free(out))  # its actors, forked holding the run's lock, release it as they exit
     state = torch.load(out / "trainer_state.pt", weights_only=True)
     assert max(steps_logged(out)) > state["step"]  # rows written after the last saved state
     # the first command line again, with --resume and more steps: repeating the run's settings is not a change
@@ -83,6 +92,7 @@ def test_a_run_killed_between_checkpoints_resumes_from_its_last_saved_state(tmp_
     wait_for(lambda: (out / "metrics.csv").exists() and len(steps_logged(out)) > 90)  # 2,880 steps
     process.kill()
     process.wait(timeout=30)
+    wait_for(lambda: lock_is_free(out))  # its actors, forked holding the run's lock, release it as they exit
     state = torch.load(out / "trainer_state.pt", weights_only=True)
     checkpoints = sorted(int(path.stem.split("_")[1]) for path in (out / "checkpoints").glob("step_*.pt"))
     assert state["step"] > checkpoints[-1] and max(steps_logged(out)) - state["step"] <= 2 * 32
