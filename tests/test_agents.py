@@ -8,6 +8,7 @@ from torch import nn
 
 from interp.agents import AGENTS, make_agent
 from interp.agents.layers import ImpalaResNet, channels_last, spatial_basis
+from interp.agents.transformer import CoreSteps, transformer_xl_core
 from interp.errors import UserError
 from interp.hooks import hook_points, record_attention
 
@@ -108,6 +109,40 @@ def test_stepping_equals_one_call_over_the_sequence(name):
         with torch.no_grad():
             replayed, _ = agent({**inputs, key: recorded}, agent.initial_state(3))
         assert torch.allclose(replayed["policy_logits"], whole["policy_logits"], atol=1e-5)
+
+
+def test_core_steps_equal_calling_the_core_per_step_with_gradients():
+    """The sequential loop's core, its memory projected once: the same outputs, state and gradients (to the inputs
+    and every weight) as calling the core per step, for two layers and a window shorter than the sequence."""
+    torch.manual_seed(0)
+    core = transformer_xl_core(dim=8, layers=2, heads=2, inner_dim=16, mem_len=3, gating=True)
+    memory, valid = torch.randn(2, 2, 3, 8), torch.tensor([[False, True, True], [True, True, True]])
+    done = torch.zeros(7, 2, dtype=torch.bool)
+    done[4, 1] = True
+
+    def run(stepwise: bool):
+        x = torch.randn(7, 2, 8, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        core.zero_grad()
+        outputs, state = [], (memory, valid)
+        steps = CoreSteps(core, *state) if stepwise else None
+        for t in range(7):
+            if stepwise:
+                outputs.append(steps(x[t], done[t]))
+            else:
+                output, *state = core(x[t:t + 1], done[t:t + 1], *state)
+                outputs.append(output[0])
+        outputs = torch.stack(outputs)
+        outputs.square().sum().backward()
+        state = (steps.memory, steps.valid) if stepwise else state
+        return outputs, state, x.grad, {name: p.grad.clone() for name, p in core.named_parameters()}
+
+    (stepped, stepped_state, stepped_x, stepped_weights), (called, called_state, called_x, called_weights) = (
+        run(True), run(False))
+    assert torch.allclose(stepped, called, atol=1e-6) and torch.allclose(stepped_x, called_x, atol=1e-6)
+    assert torch.allclose(stepped_state[0], called_state[0]) and torch.equal(stepped_state[1], called_state[1])
+    assert stepped_weights.keys() == called_weights.keys()
+    for name, grad in called_weights.items():
+        assert grad.abs().sum() > 0 and torch.allclose(stepped_weights[name], grad, atol=1e-5), name
 
 
 def test_episode_start_resets_memory():

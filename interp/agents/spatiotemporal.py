@@ -29,7 +29,7 @@ from interp.agents.base import ActorCritic, Agent, State, reset_where
 from interp.agents.conservative import LayerNorm
 from interp.agents.layers import ImpalaResNet, output_grid
 from interp.agents.mott import AttentionAnswerer
-from interp.agents.transformer import run_in_chunks, transformer_xl_core
+from interp.agents.transformer import CoreSteps, run_in_chunks, transformer_xl_core
 
 
 @dataclass(frozen=True)
@@ -83,15 +83,16 @@ class SpatioTemporalAgent(Agent):
             core, memory, valid = run_in_chunks(self.core, core_input, done, memory, valid, self.config.chunk_size)
             previous = core[-1]
         else:  # sequential: each step's queries from the previous step's core output
+            core_steps = CoreSteps(self.core, memory, valid)
             outputs, sources = [], []
             for t in range(steps):
                 previous = reset_where(done[t], previous)
                 sources.append(previous)
                 core_input = self.answerer(self.query_norm(previous), keys[t], values[t], reward[t], last_action[t])
-                output, memory, valid = self.core(core_input[None], done[t:t + 1], memory, valid)
-                previous = output[0]
+                previous = core_steps(core_input, done[t])
                 outputs.append(previous)
             core, query_state = torch.stack(outputs), torch.stack(sources)
+            memory, valid = core_steps.memory, core_steps.valid
         extra = {"query_state": query_state} if self.extra_inputs else {}
         return self.outputs(*self.actor_critic(self.hook_features(core)), **extra), (memory, valid, previous)
 

@@ -43,10 +43,15 @@ def memory_mask(done: torch.Tensor, memory_valid: torch.Tensor, window: int) -> 
     return allowed, distance.clamp(0, window)
 
 
+def slide(window: torch.Tensor, entered: torch.Tensor) -> torch.Tensor:
+    """The last ``M`` steps of ``window [B, M, ...]`` followed by ``entered [B, T, ...]``."""
+    joined = torch.cat([window, entered], dim=1)
+    return joined[:, joined.shape[1] - window.shape[1]:]
+
+
 def push_memory(memory: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
     """Memory ``[B, M, ...]`` followed by a call's inputs ``[B, T, ...]``, detached: the last ``M`` steps."""
-    joined = torch.cat([memory, inputs.detach()], dim=1)
-    return joined[:, joined.shape[1] - memory.shape[1]:]
+    return slide(memory, inputs.detach())
 
 
 def push_validity(memory_valid: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
@@ -84,6 +89,15 @@ class MultiHeadAttention(nn.Module):
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, allowed: torch.Tensor | None = None,
                 distance: torch.Tensor | None = None) -> torch.Tensor:
         """``allowed`` bool broadcastable to ``[B, G, Q, K]``; ``distance`` long ``[Q, K]`` into the bias."""
+        return self.attend(queries, *self.project(keys), allowed, distance)
+
+    def project(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The keys and the values of ``tokens [..., K, dim]``, each shaped like them."""
+        return self.key(tokens), self.value(tokens)
+
+    def attend(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+               allowed: torch.Tensor | None = None, distance: torch.Tensor | None = None) -> torch.Tensor:
+        """As :meth:`forward`, with keys and values ``[B, G, K, d]`` from :meth:`project`."""
         batch, groups, n_queries, dim = queries.shape
         n_keys = keys.shape[2]
 
@@ -91,8 +105,8 @@ class MultiHeadAttention(nn.Module):
             return x.reshape(batch, groups, length, self.heads, dim // self.heads).transpose(2, 3)
 
         q = split(self.query(queries), n_queries)
-        k = split(self.key(keys), n_keys)
-        v = split(self.value(keys), n_keys)
+        k = split(keys, n_keys)
+        v = split(values, n_keys)
         scores = q @ k.transpose(-1, -2) / math.sqrt(dim // self.heads)  # [B, G, heads, Q, K]
         if self.distance_bias is not None:
             scores = scores + self.distance_bias[:, distance]
@@ -150,7 +164,13 @@ class TransformerXLLayer(nn.Module):
     def forward(self, x: torch.Tensor, memory: torch.Tensor, allowed: torch.Tensor, distance: torch.Tensor):
         """x ``[B, T, d]``, memory ``[B, M, d]`` -> ``[B, T, d]``."""
         context = self.norm_attention(torch.cat([memory, x], dim=1))
-        attended = self.attention(context[:, None, memory.shape[1]:], context[:, None], allowed[:, None], distance)
+        return self.attend(x, context[:, memory.shape[1]:], *self.attention.project(context), allowed, distance)
+
+    def attend(self, x: torch.Tensor, normed: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+               allowed: torch.Tensor, distance: torch.Tensor) -> torch.Tensor:
+        """The layer on x ``[B, T, d]`` (``normed``: x through ``norm_attention``), given the keys and values of
+        memory and x ``[B, M + T, d]``."""
+        attended = self.attention.attend(normed[:, None], keys[:, None], values[:, None], allowed[:, None], distance)
         x = self.gate_attention(x, torch.relu(attended[:, 0]))
         return self.gate_feedforward(x, torch.relu(self.feedforward(self.norm_feedforward(x))))
 
@@ -186,6 +206,45 @@ class MemoryCore(nn.Module):
             new_memory.append(push_memory(memory[:, index], hidden))
             hidden = layer(hidden, memory[:, index], allowed, distance)
         return hidden.transpose(0, 1), torch.stack(new_memory, dim=1), push_validity(valid, done)
+
+
+class CoreSteps:
+    """A Transformer-XL core (:func:`transformer_xl_core`) called one step at a time, as a loop must where a step's
+    input depends on the last step's output (the sequential spatio-temporal agent's queries). The keys and values
+    of each memory step are projected once, where calling the core per step would project its whole memory each
+    time (80 steps for one new one). Outputs, gradients and state are those of calling the core per step, up to
+    float rounding; as there, each layer normalises once per step (a relevance pass's constants are per call).
+
+    Built from the core's state, memory ``[B, layers, M, d]`` and validity ``[B, M]``; after the last step,
+    :attr:`memory` and :attr:`valid` are the new state."""
+
+    def __init__(self, core: MemoryCore, memory: torch.Tensor, valid: torch.Tensor):
+        self.core, self.memory, self.valid = core, memory, valid
+        self.unprojected = list(memory.unbind(dim=1))
+        """per layer, the memory steps ``[B, U, d]`` whose keys and values are not projected yet: all of them
+        before the first step, then the last step's input"""
+        self.projected: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(core.layers)
+        """per layer, the keys and values of the memory ``[B, M, d]`` once projected"""
+
+    def __call__(self, x: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
+        """x ``[B, d]``, done ``[B]`` -> the core's output ``[B, d]``."""
+        allowed, distance = memory_mask(done[None], self.valid, self.core.mem_len)
+        hidden, memory = x[:, None], []
+        for index, layer in enumerate(self.core.layers):
+            entered = self.unprojected[index].shape[1]
+            normed = layer.norm_attention(torch.cat([self.unprojected[index], hidden], dim=1))
+            keys, values = layer.attention.project(normed)
+            memory_keys, memory_values = keys[:, :entered], values[:, :entered]
+            if self.projected[index] is not None:
+                kept_keys, kept_values = self.projected[index]
+                memory_keys, memory_values = slide(kept_keys, memory_keys), slide(kept_values, memory_values)
+            self.projected[index] = memory_keys, memory_values
+            self.unprojected[index] = hidden.detach()
+            memory.append(push_memory(self.memory[:, index], hidden))
+            hidden = layer.attend(hidden, normed[:, entered:], torch.cat([memory_keys, keys[:, entered:]], dim=1),
+                                  torch.cat([memory_values, values[:, entered:]], dim=1), allowed, distance)
+        self.memory, self.valid = torch.stack(memory, dim=1), push_validity(self.valid, done[None])
+        return hidden[:, 0]
 
 
 def transformer_xl_core(dim: int, layers: int, heads: int, inner_dim: int, mem_len: int, gating: bool) -> MemoryCore:
