@@ -7,7 +7,9 @@ Every agent's ``interp train --env ALE/Pong-v5 --preset pong`` starts in a proce
 window (its actors' first rollouts, its learner's first updates) and is paused (SIGSTOP). Then, round by round,
 each runs alone for a window while the others stay paused, so that all of them share this machine's drift. A
 window's steps per second come from the ``metrics.csv`` rows it wrote, the first second after a resume left out;
-an agent's figure is its windows' steps over their seconds. Run it on a quiet machine.
+an agent's figure is its windows' steps over their seconds. Run it on a quiet machine. To measure another tree
+of this project (an older commit), run it with ``PYTHONPATH=TREE`` so that its trainers import every package from
+that tree: changing directory is not enough, since the editable install imports ``interp`` at start-up.
 """
 
 from __future__ import annotations
