@@ -238,6 +238,22 @@ def test_the_query_loop_stays_bounded_when_its_weights_grow(name):
     assert max(norms[60:]) < 2 * max(norms[:10]), (norms[:10], norms[-10:])
 
 
+def test_vision_norm_keeps_mott_s_conv_lstm_gates_unsaturated():
+    """With the Pong preset's initialisation and frame scaling, the ResNet's features saturate most of the
+    ConvLSTM's gates at initialisation (mott's second Pong seed lost its gradient to the frame so,
+    ``docs/study/pong``); layer-normalised, none are."""
+    saturated = {}
+    for norm in (False, True):
+        agent = build("mott", init="orthogonal", scale_frames=True, vision_norm=norm)
+        outputs = []
+        agent.conv_lstm.gates.register_forward_hook(lambda module, args, output, kept=outputs: kept.append(output))
+        with torch.no_grad():
+            agent(random_inputs(agent, steps=8, batch=3), agent.initial_state(3))
+        gates = torch.sigmoid(torch.cat(outputs))
+        saturated[norm] = float(((gates < 0.02) | (gates > 0.98)).float().mean())
+    assert saturated[False] > 0.5 and saturated[True] < 0.01, saturated
+
+
 THESIS_PARAMETERS = {"mott": 2.18e6, "adaptive": 1.92e6, "spatiotemporal": 1.95e6, "spatiotemporal_oneshot": 1.95e6,
                      "timesformer_divided": 0.56e6, "timesformer_joint": 0.56e6}
 

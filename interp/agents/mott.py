@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from interp.agents.base import ActorCritic, Agent, AgentConfig, State, reset_where
+from interp.agents.conservative import LayerNorm
 from interp.agents.layers import ImpalaResNet, NatureCNN, SpatialAttention, conv_lstm_cell, lstm_cell, output_grid
 
 VISIONS = ("resnet", "convnet")
@@ -22,6 +23,10 @@ VISIONS = ("resnet", "convnet")
 class MottConfig(AgentConfig):
     vision: str = "resnet"
     """``resnet`` (IMPALA ResNet, default) or ``convnet`` (two convolutions of the Nature CNN)"""
+    vision_norm: bool = False
+    """layer-normalise each frame's vision features (all channels and cells together) before the ConvLSTM (ours,
+    not Mott's): the ResNet's features reach a mean magnitude of ~10 at initialisation and grow in training, so
+    the ConvLSTM's gates saturate and the gradient from the policy to the frame vanishes (``docs/study/pong``)"""
     key_channels: int = 8
     value_channels: int = 120
     heads: int = 4
@@ -73,6 +78,8 @@ class MottAgent(Agent):
         super().__init__(obs_shape, num_actions, config)
         self.vision = build_vision(config.vision, obs_shape[0])
         self.grid = output_grid(self.vision, obs_shape)
+        features = self.vision.out_channels * self.grid[0] * self.grid[1]
+        self.vision_norm = LayerNorm(features) if config.vision_norm else nn.Identity()
         self.split = (config.key_channels, config.value_channels)
         self.conv_lstm = conv_lstm_cell(self.vision.out_channels, sum(self.split))
         self.answerer = AttentionAnswerer(self.grid, obs_shape[-1], config, num_actions)
@@ -86,7 +93,7 @@ class MottAgent(Agent):
 
     def forward(self, inputs: dict[str, torch.Tensor], state: State) -> tuple[dict, State]:
         steps, batch = inputs["frame"].shape[:2]
-        features = self.vision(self.frames(inputs)).view(steps, batch, -1, *self.grid)
+        features = self.vision_norm(self.vision(self.frames(inputs)).flatten(1)).view(steps, batch, -1, *self.grid)
         last_action, reward = self.last_action_one_hot(inputs), self.reward(inputs)
         conv_h, conv_c, core_h, core_c = state
         outputs = []
