@@ -55,11 +55,12 @@ def main() -> None:
 
 
 def runs_here(study: Path) -> dict[tuple[str, int], dict]:
-    """``(arch, seed) -> run_row`` of every run directory in ``study/runs``."""
+    """``(arch, seed) -> run_row`` of every run directory in ``study/runs``; ``arch`` as the folder names it, so that
+    a variant of an architecture (``mott_vision_norm-s1``: mott with ``vision_norm``) has rows of its own."""
     rows = {}
     for directory in sorted((study / "runs").iterdir()):
         run = Run.open(directory)
-        row = run_row(run, threshold_for(run.config["env"]))
+        row = {**run_row(run, threshold_for(run.config["env"])), "arch": directory.name.rsplit("-s", 1)[0]}
         rows[(row["arch"], row["seed"])] = row
         print(f"{directory.name}: {row['steps']:,} steps, greedy {row['greedy_return']:+.2f}")
     return rows

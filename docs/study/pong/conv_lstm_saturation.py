@@ -51,7 +51,7 @@ def probe(agent, evalset: EvalSet) -> dict[str, float]:
             handle.remove()
     row = {"vision |x|": float(kept["vision"].detach().abs().mean())}
     for name in ("conv_gates", "core_gates"):
-        row[f"{name} |pre|"] = float(kept[name].abs().mean())
+        row[f"{name} |pre|"] = float(kept[name].detach().abs().mean())
         row[f"{name} sigmoid saturated"], row[f"{name} tanh saturated"] = saturated(kept[name].detach())
     row["grad answers"], row["grad conv_gates"] = float(to_answers.norm()), float(to_conv_gates.norm())
     return row
