@@ -254,6 +254,22 @@ def test_vision_norm_keeps_mott_s_conv_lstm_gates_unsaturated():
     assert saturated[False] > 0.5 and saturated[True] < 0.01, saturated
 
 
+def test_core_norm_keeps_mott_s_lstm_gates_unsaturated_when_the_answers_grow():
+    """With ``vision_norm`` alone the answer network's output grew ~30x in training on Pong until the LSTM's gates
+    saturated (``docs/study/pong``); layer-normalised, that output's scale does not reach them."""
+    saturated = {}
+    for norm in (False, True):
+        agent = build("mott", init="orthogonal", scale_frames=True, vision_norm=True, core_norm=norm)
+        outputs = []
+        agent.core.gates.register_forward_hook(lambda module, args, output, kept=outputs: kept.append(output))
+        with torch.no_grad():
+            agent.answerer.answer[-2].weight.mul_(30.0)
+            agent(random_inputs(agent, steps=8, batch=3), agent.initial_state(3))
+        gates = torch.sigmoid(torch.cat(outputs).chunk(4, dim=1)[0])  # the input gates
+        saturated[norm] = float(((gates < 0.02) | (gates > 0.98)).float().mean())
+    assert saturated[False] > 0.3 and saturated[True] < 0.01, saturated
+
+
 THESIS_PARAMETERS = {"mott": 2.18e6, "adaptive": 1.92e6, "spatiotemporal": 1.95e6, "spatiotemporal_oneshot": 1.95e6,
                      "timesformer_divided": 0.56e6, "timesformer_joint": 0.56e6}
 

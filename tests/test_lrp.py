@@ -74,12 +74,14 @@ def test_relevance_is_accounted_for_on_every_agent(name):
     assert relevance.constants[expected].abs().sum() > 0
 
 
-def test_relevance_passes_mott_s_vision_norm():
+def test_relevance_passes_mott_s_normalisations():
     torch.manual_seed(0)
-    agent = trained_like(make_agent("mott", num_actions=3, vision="convnet", vision_norm=True).double().eval())
-    relevance = explain_outputs(agent, steps_after_history(agent), make_composite("epsilon"), target="actor")
+    agent = make_agent("mott", num_actions=3, vision="convnet", vision_norm=True, core_norm=True)
+    agent = trained_like(agent.double().eval())
+    relevance = explain_outputs(agent, steps_after_history(agent), make_composite("epsilon"))
     assert torch.allclose(relevance.total(), relevance.seeded, rtol=1e-3, atol=1e-9)
     assert relevance.constants["vision_norm.bias"].abs().sum() > 0
+    assert relevance.constants["core_norm.bias"].abs().sum() > 0
 
 
 @pytest.mark.parametrize("name", list(AGENTS))

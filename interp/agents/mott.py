@@ -35,6 +35,9 @@ class MottConfig(AgentConfig):
     answer_hidden: int = 512
     core: int = 256
     """LSTM size"""
+    core_norm: bool = False
+    """layer-normalise the answer network's output before the LSTM (ours, not Mott's): with ``vision_norm`` alone,
+    that output grew 30x in training until the LSTM's gates saturated in turn (``docs/study/pong``)"""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -83,6 +86,7 @@ class MottAgent(Agent):
         self.split = (config.key_channels, config.value_channels)
         self.conv_lstm = conv_lstm_cell(self.vision.out_channels, sum(self.split))
         self.answerer = AttentionAnswerer(self.grid, obs_shape[-1], config, num_actions)
+        self.core_norm = LayerNorm(config.core) if config.core_norm else nn.Identity()
         self.core = lstm_cell(config.core, config.core)
         self.actor_critic = ActorCritic(config.core, num_actions)
 
@@ -102,7 +106,7 @@ class MottAgent(Agent):
             conv_h, conv_c, core_h, core_c = (reset_where(done, s) for s in (conv_h, conv_c, core_h, core_c))
             conv_h, conv_c = self.conv_lstm(features[t], (conv_h, conv_c))
             keys, values = conv_h.split(self.split, dim=1)
-            core_input = self.answerer(core_h, keys, values, reward[t], last_action[t])
+            core_input = self.core_norm(self.answerer(core_h, keys, values, reward[t], last_action[t]))
             core_h, core_c = self.core(core_input, (core_h, core_c))
             outputs.append(core_h)
         logits, baseline = self.actor_critic(self.hook_features(torch.stack(outputs)))
