@@ -238,6 +238,18 @@ def test_the_query_loop_stays_bounded_when_its_weights_grow(name):
     assert max(norms[60:]) < 2 * max(norms[:10]), (norms[:10], norms[-10:])
 
 
+def saturated_gates(agent, cell, gates: slice = slice(None)) -> float:
+    """The fraction of ``cell``'s sigmoid pre-activations (``gates`` of them along dim 1) below 0.02 or above 0.98
+    over 8 random steps."""
+    outputs = []
+    handle = cell.register_forward_hook(lambda module, args, output: outputs.append(output))
+    with torch.no_grad():
+        agent(random_inputs(agent, steps=8, batch=3), agent.initial_state(3))
+    handle.remove()
+    values = torch.sigmoid(torch.cat(outputs)[:, gates])
+    return float(((values < 0.02) | (values > 0.98)).float().mean())
+
+
 def test_vision_norm_keeps_mott_s_conv_lstm_gates_unsaturated():
     """With the Pong preset's initialisation and frame scaling, the ResNet's features saturate most of the
     ConvLSTM's gates at initialisation (mott's second Pong seed lost its gradient to the frame so,
@@ -245,12 +257,7 @@ def test_vision_norm_keeps_mott_s_conv_lstm_gates_unsaturated():
     saturated = {}
     for norm in (False, True):
         agent = build("mott", init="orthogonal", scale_frames=True, vision_norm=norm)
-        outputs = []
-        agent.conv_lstm.gates.register_forward_hook(lambda module, args, output, kept=outputs: kept.append(output))
-        with torch.no_grad():
-            agent(random_inputs(agent, steps=8, batch=3), agent.initial_state(3))
-        gates = torch.sigmoid(torch.cat(outputs))
-        saturated[norm] = float(((gates < 0.02) | (gates > 0.98)).float().mean())
+        saturated[norm] = saturated_gates(agent, agent.conv_lstm.gates)
     assert saturated[False] > 0.5 and saturated[True] < 0.01, saturated
 
 
@@ -260,13 +267,9 @@ def test_core_norm_keeps_mott_s_lstm_gates_unsaturated_when_the_answers_grow():
     saturated = {}
     for norm in (False, True):
         agent = build("mott", init="orthogonal", scale_frames=True, vision_norm=True, core_norm=norm)
-        outputs = []
-        agent.core.gates.register_forward_hook(lambda module, args, output, kept=outputs: kept.append(output))
         with torch.no_grad():
             agent.answerer.answer[-2].weight.mul_(30.0)
-            agent(random_inputs(agent, steps=8, batch=3), agent.initial_state(3))
-        gates = torch.sigmoid(torch.cat(outputs).chunk(4, dim=1)[0])  # the input gates
-        saturated[norm] = float(((gates < 0.02) | (gates > 0.98)).float().mean())
+        saturated[norm] = saturated_gates(agent, agent.core.gates, slice(0, agent.config.core))  # the input gates
     assert saturated[False] > 0.3 and saturated[True] < 0.01, saturated
 
 

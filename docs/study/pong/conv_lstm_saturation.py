@@ -34,12 +34,12 @@ def saturated(pre: torch.Tensor) -> tuple[float, float]:
 
 def probe(agent, evalset: EvalSet) -> dict[str, float]:
     """One checkpoint's row (see the module docstring)."""
+    state = pre_step_state(agent, evalset)
     kept = {}
     modules = {"vision": agent.vision, "conv_gates": agent.conv_lstm.gates, "core_gates": agent.core.gates,
                "attention": agent.answerer.attention}
     handles = [module.register_forward_hook(lambda m, args, output, name=name: kept.__setitem__(name, output))
                for name, module in modules.items()]
-    state = pre_step_state(agent, evalset)
     try:
         with torch.enable_grad():
             outputs, _ = agent(evalset.step_inputs(), state)
