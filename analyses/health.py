@@ -14,6 +14,10 @@ evaluation set, with ``metric``:
 - ``policy_gradient_norm`` and ``value_gradient_norm``: per top-level module with parameters, the L2 norm of the
   gradient, with respect to its parameters, of the greedy action's log-probability and of the value, each averaged
   over the frames: how much the module can still move the agent's outputs.
+- ``gate_saturation``: per LSTM and ConvLSTM cell, the fraction of its sigmoid gates (input, forget, output, over
+  units, positions and frames) below ``SATURATED`` or above ``1 - SATURATED``. A saturated gate passes almost no
+  gradient: when most of a cell's gates are, what lies before it stops learning (mott's second Pong seed,
+  ``docs/study/pong``).
 
 ``analysis/health.png`` plots each against the training step.
 """
@@ -31,6 +35,7 @@ from torch import nn
 
 from analyses import page, plots
 from analyses.stage import Job, Stage, load_result, write_table
+from interp.agents.layers import LSTMCell
 from interp.errors import UserError
 from interp.hooks import record_attention
 from interp.runs import Run
@@ -39,6 +44,10 @@ from interp.steps import Steps
 COLUMNS = ("step", "module", "metric", "value")
 DEAD_BELOW = 0.1
 """a layer with fewer active units than this at the final checkpoint is named in the report"""
+SATURATED = 0.02
+"""a sigmoid gate closer than this to 0 or 1 is saturated (its derivative below ~0.02)"""
+SATURATED_CELL = 0.5
+"""a cell with more of its sigmoid gates saturated than this at the final checkpoint is named in the report"""
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,35 @@ def attention_entropy(agent: nn.Module, steps: Steps) -> dict[str, float]:
     return entropies
 
 
+def saturated_gates(pre: torch.Tensor) -> torch.Tensor:
+    """An LSTM cell's gate pre-activations ``[N, 4 * H, ...]`` (input, forget, cell, output, as ``nn.LSTMCell``) ->
+    a boolean ``[N, 3 * H, ...]``: which of its sigmoid gates are saturated."""
+    i, f, _, o = pre.float().chunk(4, dim=1)
+    gates = torch.sigmoid(torch.cat([i, f, o], dim=1))
+    return (gates < SATURATED) | (gates > 1 - SATURATED)
+
+
+def gate_saturation(agent: nn.Module, steps: Steps) -> dict[str, float]:
+    """Per LSTM and ConvLSTM cell (:class:`LSTMCell`), the fraction of its sigmoid gates saturated on the steps."""
+    cells = {name: module for name, module in agent.named_modules() if isinstance(module, LSTMCell)}
+    counts: dict[str, list[int]] = {name: [0, 0] for name in cells}  # saturated, all; a cell may run many times
+
+    def record(name: str, pre: torch.Tensor) -> None:
+        saturated = saturated_gates(pre)
+        counts[name][0] += int(saturated.sum())
+        counts[name][1] += saturated.numel()
+
+    handles = [cell.gates.register_forward_hook(lambda m, i, output, name=name: record(name, output))
+               for name, cell in cells.items()]
+    try:
+        with torch.no_grad():
+            agent(steps.inputs, steps.state)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name: saturated / total for name, (saturated, total) in counts.items() if total}
+
+
 def gradient_norms(agent: nn.Module, steps: Steps) -> dict[str, dict[str, float]]:
     """``policy`` and ``value`` -> per top-level module with parameters, the norm of the gradient of the mean greedy
     log-probability (of the mean value) with respect to the module's parameters."""
@@ -113,7 +151,8 @@ def compute(job: Job) -> pd.DataFrame:
     _, loaded, steps = job.evaluation(slice(0, job.options.frames))
     agent = loaded.agent
     rows = [("active_units", active_units(agent, steps)), ("attention_entropy", attention_entropy(agent, steps)),
-            *((f"{output}_gradient_norm", norms) for output, norms in gradient_norms(agent, steps).items())]
+            *((f"{output}_gradient_norm", norms) for output, norms in gradient_norms(agent, steps).items()),
+            ("gate_saturation", gate_saturation(agent, steps))]
     return pd.DataFrame([(job.step, module, metric, value) for metric, values in rows
                          for module, value in values.items()], columns=list(COLUMNS))
 
@@ -125,15 +164,17 @@ def finish(run: Run, results: dict[int, Path], options: HealthOptions) -> None:
 
 
 def plot_health(table: pd.DataFrame, path: Path, title: str = "") -> Path:
-    """Active units (mean over each top-level module's layers), attention entropy per head and the policy's
-    gradient norm per module, against the step."""
+    """Active units (mean over each top-level module's layers), attention entropy per head, the policy's gradient
+    norm per module and, for agents with LSTM cells, each cell's saturated gates, against the step."""
     panels = [("active_units", "active units (mean over layers)", False),
               ("attention_entropy", "attention entropy / log(keys)", False),
               ("policy_gradient_norm", "gradient norm of log pi(greedy)", True)]
-    figure, axes = plots.figure(13, 3.4, 1, 3)
+    if (table.metric == "gate_saturation").any():
+        panels.append(("gate_saturation", "LSTM cells: sigmoid gates saturated", False))
+    figure, axes = plots.figure(4.3 * len(panels), 3.4, 1, len(panels))
     for axis, (metric, label, log_scale) in zip(axes, panels, strict=True):
         rows = table[table.metric == metric]
-        group = rows.module if metric == "attention_entropy" else rows.module.str.split(".").str[0]
+        group = rows.module if metric in ("attention_entropy", "gate_saturation") else rows.module.str.split(".").str[0]
         for name, curve in rows.groupby(group)["value"]:
             means = curve.groupby(rows.loc[curve.index, "step"]).mean()
             axis.plot(means.index, means.to_numpy(), marker="o", markersize=3, label=name)
@@ -147,24 +188,38 @@ def plot_health(table: pd.DataFrame, path: Path, title: str = "") -> Path:
     return plots.save(figure, path)
 
 
+def listed(rows: pd.DataFrame) -> str:
+    """``module (value as a percentage)`` for each row, comma-separated, as HTML."""
+    return html.escape(", ".join(f"{module} ({value:.0%})" for module, value in zip(rows.module, rows.value,
+                                                                                    strict=True)))
+
+
 def section(run: Run) -> str:
     table = run.read_table("health.csv", COLUMNS)
     if table is None:
         return page.missing("health table", f"interp health {run.directory}")
-    final = table[(table.step == table.step.max()) & (table.metric == "active_units")]
-    dead = final[final.value < DEAD_BELOW]
-    named = ", ".join(f"{module} ({value:.0%})" for module, value in zip(dead.module, dead.value, strict=True))
+    final = table[table.step == table.step.max()]
+    units = final[final.metric == "active_units"]
+    dead = units[units.value < DEAD_BELOW]
     verdict = (f"<p><b>Mostly dead</b> at the final checkpoint (fewer than {DEAD_BELOW:.0%} of the units positive "
-               f"on any frame): {html.escape(named)}</p>" if len(dead)
+               f"on any frame): {listed(dead)}</p>" if len(dead)
                else "<p>Every layer has units that fire at the final checkpoint.</p>")
+    gates = final[final.metric == "gate_saturation"]
+    saturated = gates[gates.value > SATURATED_CELL]
+    if len(saturated):
+        verdict += (f"<p><b>Saturated</b> at the final checkpoint (more than {SATURATED_CELL:.0%} of the sigmoid "
+                    f"gates within {SATURATED} of 0 or 1; little gradient passes them to what comes before): "
+                    f"{listed(saturated)}</p>")
     return page.image(run.analysis / "health.png", f"{run.name}: network health") + verdict
 
 
 STAGE = Stage(
-    name="health", summary="dead units, attention entropy and gradient norms per module across training",
+    name="health",
+    summary="dead units, attention entropy, gradient norms per module and saturated LSTM gates across training",
     description="For every checkpoint of RUN_DIR, on the first --frames frames of the evaluation set: the fraction "
                 "of each convolution's and linear layer's units that fire, each attention head's normalised "
-                "entropy, and the gradient norm per module of the greedy log-probability and of the value. Writes "
+                "entropy, the gradient norm per module of the greedy log-probability and of the value, and the "
+                "fraction of each LSTM cell's sigmoid gates saturated. Writes "
                 "RUN_DIR/analysis/health.csv (step, module, metric, value) and health.png.",
     options=HealthOptions, compute=compute, finish=finish, section=section, heading="Network health",
-    tables=("health.csv",), figures=("health.png",))
+    tables=("health.csv",), figures=("health.png",), version=2)

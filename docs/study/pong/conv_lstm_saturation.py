@@ -19,6 +19,7 @@ import argparse
 
 import torch
 
+from analyses.health import saturated_gates
 from interp.agents import load_checkpoint, make_agent
 from interp.evalset import EvalSet, load_evalset, pre_step_state
 
@@ -26,10 +27,8 @@ from interp.evalset import EvalSet, load_evalset, pre_step_state
 def saturated(pre: torch.Tensor) -> tuple[float, float]:
     """Gate pre-activations ``[N, 4 * H, ...]`` (input, forget, cell, output) -> the fraction of the three sigmoid
     gates saturated and of the cell input's tanh beyond 0.98."""
-    i, f, g, o = pre.float().chunk(4, dim=1)
-    sigmoid = torch.sigmoid(torch.cat([i, f, o], dim=1))
-    tanh = torch.tanh(g).abs()
-    return float(((sigmoid < 0.02) | (sigmoid > 0.98)).float().mean()), float((tanh > 0.98).float().mean())
+    tanh = torch.tanh(pre.float().chunk(4, dim=1)[2]).abs()
+    return float(saturated_gates(pre).float().mean()), float((tanh > 0.98).float().mean())
 
 
 def probe(agent, evalset: EvalSet) -> dict[str, float]:
