@@ -60,6 +60,18 @@ class HealthOptions:
             raise UserError(f"health needs frames >= 1, got {self.frames}")
 
 
+def run_hooked(agent: nn.Module, steps: Steps, hooks: dict) -> None:
+    """The agent's forward pass on the steps, without gradients, with ``hooks`` (module -> forward hook) registered
+    for its duration."""
+    handles = [module.register_forward_hook(hook) for module, hook in hooks.items()]
+    try:
+        with torch.no_grad():
+            agent(steps.inputs, steps.state)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def active_units(agent: nn.Module, steps: Steps) -> dict[str, float]:
     """Per convolution and linear layer, the fraction of output units positive somewhere on the steps."""
     layers = {name: module for name, module in agent.named_modules() if isinstance(module, (nn.Conv2d, nn.Linear))}
@@ -70,14 +82,8 @@ def active_units(agent: nn.Module, steps: Steps) -> dict[str, float]:
         positive = (units > 0).reshape(-1, units.shape[-1]).any(dim=0)
         fired[name] = positive | fired[name] if name in fired else positive
 
-    handles = [module.register_forward_hook(lambda m, i, o, name=name: record(name, m, i, o))
-               for name, module in layers.items()]
-    try:
-        with torch.no_grad():
-            agent(steps.inputs, steps.state)
-    finally:
-        for handle in handles:
-            handle.remove()
+    run_hooked(agent, steps, {module: lambda m, i, o, name=name: record(name, m, i, o)
+                              for name, module in layers.items()})
     return {name: float(positive.float().mean()) for name, positive in fired.items()}
 
 
@@ -117,14 +123,8 @@ def gate_saturation(agent: nn.Module, steps: Steps) -> dict[str, float]:
         counts[name][0] += int(saturated.sum())
         counts[name][1] += saturated.numel()
 
-    handles = [cell.gates.register_forward_hook(lambda m, i, output, name=name: record(name, output))
-               for name, cell in cells.items()]
-    try:
-        with torch.no_grad():
-            agent(steps.inputs, steps.state)
-    finally:
-        for handle in handles:
-            handle.remove()
+    run_hooked(agent, steps, {cell.gates: lambda m, i, output, name=name: record(name, output)
+                              for name, cell in cells.items()})
     return {name: saturated / total for name, (saturated, total) in counts.items() if total}
 
 
