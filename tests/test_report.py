@@ -39,7 +39,12 @@ def test_report_loads_plays_and_renders_in_chromium(report, tmp_path):
         played = page.evaluate("""async () => {
             const video = document.querySelector('video');
             await video.play();
-            await new Promise(resolve => setTimeout(resolve, 1000));
+            // a loaded 2-core machine can take seconds to decode the first frames: wait for them, up to 30 s
+            const start = performance.now();
+            while ((video.currentTime === 0 || video.videoWidth === 0) && !video.error
+                   && performance.now() - start < 30000) {
+                await new Promise(resolve => setTimeout(resolve, 100));
+            }
             return {time: video.currentTime, error: video.error && video.error.code, width: video.videoWidth};
         }""")
         headings = page.eval_on_selector_all("section h2", "nodes => nodes.map(n => n.textContent)")
