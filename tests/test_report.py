@@ -36,17 +36,12 @@ def test_report_loads_plays_and_renders_in_chromium(report, tmp_path):
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.goto(report.as_uri())
         page.wait_for_load_state("load")
-        played = page.evaluate("""async () => {
-            const video = document.querySelector('video');
-            await video.play();
-            // a loaded 2-core machine can take seconds to decode the first frames: wait for them, up to 30 s
-            const start = performance.now();
-            while ((video.currentTime === 0 || video.videoWidth === 0) && !video.error
-                   && performance.now() - start < 30000) {
-                await new Promise(resolve => setTimeout(resolve, 100));
-            }
-            return {time: video.currentTime, error: video.error && video.error.code, width: video.videoWidth};
-        }""")
+        page.evaluate("document.querySelector('video').play()")
+        # a loaded 2-core machine can take seconds to decode the first frames: wait for them (or an error), up to 30 s
+        page.wait_for_function("""() => { const video = document.querySelector('video');
+            return video.error || (video.currentTime > 0 && video.videoWidth > 0); }""", timeout=30_000)
+        played = page.evaluate("""() => { const video = document.querySelector('video');
+            return {time: video.currentTime, error: video.error && video.error.code, width: video.videoWidth}; }""")
         headings = page.eval_on_selector_all("section h2", "nodes => nodes.map(n => n.textContent)")
         images = page.eval_on_selector_all("img", "nodes => nodes.map(n => n.naturalWidth)")
         screenshot = tmp_path / "report.png"
