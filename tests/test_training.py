@@ -23,7 +23,15 @@ from interp.envs import make_env
 from interp.errors import UserError
 from trainers.actor import Actor, actor_slots
 from trainers.config import TrainConfig, apply_preset, configure, cores, spare_cores
-from trainers.impala import Trainer, TrainerError, checkpoint_schedule, learner_losses, resume_config, train
+from trainers.impala import (
+    Trainer,
+    TrainerError,
+    checkpoint_schedule,
+    learner_losses,
+    learning_rate,
+    resume_config,
+    train,
+)
 from trainers.rollouts import RolloutBuffers, SharedWeights, Wakeup, rollout_fields
 from trainers.workers import make_workers
 
@@ -160,6 +168,18 @@ def test_the_linear_schedule_anneals_the_learning_rate_to_zero_at_the_last_step(
     assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(6e-4 * last_factor, rel=1e-9)
     with pytest.raises(UserError, match="lr_schedule must be one of constant, linear"):
         TrainConfig(arch="baseline", lr_schedule="cosine")
+
+
+@pytest.mark.parametrize("schedule", ["constant", "linear"])
+def test_the_warm_up_raises_the_learning_rate_linearly_to_the_schedule(schedule):
+    config = TrainConfig(arch="baseline", steps=10_000, lr=1e-3, lr_schedule=schedule, lr_warmup=1_000)
+    plain = replace(config, lr_warmup=0)
+    assert learning_rate(config, 0) == pytest.approx(1e-3 / 1_000, rel=1e-12)
+    assert learning_rate(config, 499) == pytest.approx(learning_rate(plain, 499) / 2, rel=1e-12)
+    assert [learning_rate(config, s) for s in (999, 5_000)] == [learning_rate(plain, s) for s in (999, 5_000)]
+    assert learning_rate(plain, 0) == 1e-3
+    with pytest.raises(UserError, match="out of range: lr-warmup -1"):
+        TrainConfig(arch="baseline", lr_warmup=-1)
 
 
 def test_until_return_stops_at_the_return_and_a_finished_run_resumes_to_nothing(tmp_path):

@@ -99,6 +99,10 @@ class TrainConfig:
     """learning rate"""
     lr_schedule: str = field(default="constant", metadata={"choices": LR_SCHEDULES})
     """constant; or linear: the learning rate falls linearly to 0 at --steps, as IMPALA and MonoBeast anneal it"""
+    lr_warmup: int = 0
+    """environment steps over which the learning rate first rises linearly to its schedule's (0: none). torch's
+    RMSprop starts its mean square at 0, so its first steps are ~10x the learning rate per weight: on MiniPong the
+    first update made the policy all but deterministic (entropy ~0.04 of 1.10) in every seed measured"""
     rmsprop_alpha: float = 0.99
     """RMSProp's decay of the mean square"""
     rmsprop_eps: float = 0.01
@@ -160,7 +164,7 @@ class TrainConfig:
         wrong = [f"{name.replace('_', '-')} {getattr(self, name)}" for name, low in (
             ("actors", 0), ("envs_per_actor", 1), ("batch_size", 1), ("unroll", 1), ("steps", 0), ("env_threads", 0),
             ("learner_threads", 0), ("num_buffers", 0), ("checkpoint_every", 1), ("first_checkpoint", 1),
-            ("max_actor_restarts", 0), ("seed", 0)) if not isinstance(getattr(self, name), int)
+            ("max_actor_restarts", 0), ("seed", 0), ("lr_warmup", 0)) if not isinstance(getattr(self, name), int)
             or getattr(self, name) < low]
         if wrong:
             return f"out of range: {', '.join(wrong)} (counts are whole numbers >= 0; envs-per-actor, batch size, " \

@@ -93,11 +93,13 @@ def checkpoint_schedule(total_steps: int, every: int, first: int = 100) -> list[
 
 def learning_rate(config: TrainConfig, step: int) -> float:
     """The learning rate of the update after ``step`` environment steps: ``config.lr``, or with the linear schedule
-    ``config.lr * (1 - step / config.steps)`` (MonoBeast's ``LambdaLR``), never below 0. A function of the step
-    alone, so a resumed run continues on the same schedule."""
+    ``config.lr * (1 - step / config.steps)`` (MonoBeast's ``LambdaLR``), never below 0; during a warm-up of
+    ``config.lr_warmup`` steps, times ``(step + 1) / config.lr_warmup``. A function of the step alone, so a resumed
+    run continues on the same schedule."""
+    warmup = min(1.0, (step + 1) / config.lr_warmup) if config.lr_warmup else 1.0
     if config.lr_schedule == "linear":
-        return config.lr * max(0.0, 1.0 - step / max(config.steps, 1))
-    return config.lr
+        return warmup * config.lr * max(0.0, 1.0 - step / max(config.steps, 1))
+    return warmup * config.lr
 
 
 class Metrics:
