@@ -20,8 +20,8 @@ def test_quickstart_trains_analyses_renders_and_reports(tmp_path):
         run = tmp_path / "quick" / spec.arch
         assert int(sorted((run / "checkpoints").glob("step_*.pt"))[-1].stem[5:]) >= 320
         config = json.loads((run / "config.json").read_text())  # the agent's settings reach its trainer
-        assert (config["lr"], config["lr_schedule"], config["frame_size"], config["unroll"]) == (
-            spec.lr, spec.lr_schedule, spec.frame_size, spec.unroll)
+        settings = ("lr", "lr_schedule", "lr_warmup", "frame_size", "unroll")
+        assert [config[name] for name in settings] == [getattr(spec, name) for name in settings]
         assert (run / "analysis" / "video.mp4").stat().st_size > 1000
         evaluation = pd.read_csv(run / "analysis" / "evaluation.csv")
         assert evaluation.policy.tolist() == ["greedy", "sampled", "random"] and set(evaluation.episodes) == {10}
