@@ -34,10 +34,10 @@ def main() -> None:
     parser.add_argument("--agents", default=",".join(a.arch for a in AGENTS),
                         help="the quick start's agents to train, by architecture, comma-separated")
     args = parser.parse_args()
-    known = {a.arch: a for a in AGENTS}
-    if unknown := [arch for arch in args.agents.split(",") if arch not in known]:
+    known, chosen = {a.arch: a for a in AGENTS}, args.agents.split(",")
+    if unknown := [arch for arch in chosen if arch not in known]:
         parser.error(f"not a quick-start agent: {', '.join(unknown)} (they are {', '.join(known)})")
-    agents = [known[arch] for arch in args.agents.split(",")]
+    agents = [known[arch] for arch in chosen]
     out = Path(args.out or tempfile.mkdtemp(prefix="quickstart_seeds_"))
     print(f"the quick start's training on {ENV}: {', '.join(f'{a.arch} {a.steps:,} steps' for a in agents)}; "
           f"{args.episodes} greedy and random episodes each; runs in {out}")

@@ -102,7 +102,8 @@ class TrainConfig:
     lr_warmup: int = 0
     """environment steps over which the learning rate first rises linearly to its schedule's (0: none). torch's
     RMSprop starts its mean square at 0, so its first steps are ~10x the learning rate per weight: on MiniPong the
-    first update made the policy all but deterministic (entropy ~0.04 of 1.10) in every seed measured"""
+    first update left the quick start's TimeSformer's policy entropy at 0.006-0.71 of 1.10 (under 0.3 in 6 of 10
+    seeds)"""
     rmsprop_alpha: float = 0.99
     """RMSProp's decay of the mean square"""
     rmsprop_eps: float = 0.01
