@@ -54,8 +54,9 @@ class QuickstartAgent:
 # all but deterministic (README, "Quick start figures"). The TimeSformer learns at twice the trainer's default
 # learning rate, falling linearly to 0 as IMPALA anneals it (at a constant rate its final policy still swung: seed
 # 8's played -4.4 against a training return of -0.74); one learner thread leaves the other core to its actor. The
-# baseline keeps a constant 6e-4 (annealed from 1.2e-3, seed 0 did not learn); its heavier learner gains from both
-# cores.
+# baseline keeps a constant 6e-4 (annealed from 1.2e-3, seed 0 did not learn) and no warm-up (its entropy swings back
+# at the next update; with a warm-up its margins were lower in the 4 seeds tried, one under 3.0); its heavier
+# learner gains from both cores.
 AGENTS = (
     QuickstartAgent("baseline", steps=200_000),
     QuickstartAgent("timesformer_divided", steps=200_000, lr=1.2e-3, lr_schedule="linear", lr_warmup=20_000,
