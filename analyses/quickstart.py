@@ -37,14 +37,23 @@ class QuickstartAgent:
     """One of the quick start's agents: what it trains, beyond MiniPong's defaults (trainers.config.configure)."""
 
     arch: str
+    """architecture name from ``interp.agents.AGENTS``"""
     steps: int
+    """environment steps to train for"""
     agent: dict = field(default_factory=dict)
+    """architecture options (``interp train --agent-option``)"""
     lr: float = 6e-4
+    """learning rate (``TrainConfig.lr``)"""
     lr_schedule: str = "constant"
+    """``constant`` or ``linear`` (``TrainConfig.lr_schedule``)"""
     lr_warmup: int = 0
+    """steps over which the learning rate first rises to its schedule's (``TrainConfig.lr_warmup``)"""
     frame_size: int = 84
+    """observation side, 84 or 42"""
     learner_threads: int = 0
+    """torch threads of the learner (0: one per core)"""
     unroll: int = 10
+    """rollout length T (``TrainConfig.unroll``; the trainer's default is 20)"""
 
 
 # Both agents train at an unroll of 10, twice the updates per frame of the default 20: their learning began earlier
