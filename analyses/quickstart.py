@@ -50,8 +50,6 @@ class QuickstartAgent:
     """steps over which the learning rate first rises to its schedule's (``TrainConfig.lr_warmup``)"""
     frame_size: int = 84
     """observation side, 84 or 42"""
-    learner_threads: int = 0
-    """torch threads of the learner (0: one per core)"""
     unroll: int = 10
     """rollout length T (``TrainConfig.unroll``; the trainer's default is 20)"""
 
@@ -62,14 +60,14 @@ class QuickstartAgent:
 # 200k steps, and in 10 of 10 with a warm-up of 20k steps: torch's RMSprop's first update otherwise left its policy
 # all but deterministic (README, "Quick start figures"). The TimeSformer learns at twice the trainer's default
 # learning rate, falling linearly to 0 as IMPALA anneals it (at a constant rate its final policy still swung: seed
-# 8's played -4.4 against a training return of -0.74); one learner thread leaves the other core to its actor. The
-# baseline keeps a constant 6e-4 (annealed from 1.2e-3, seed 0 did not learn) and no warm-up (its entropy swings back
-# at the next update; with a warm-up its margins were lower in the 4 seeds tried, one under 3.0); its heavier
-# learner gains from both cores.
+# 8's played -4.4 against a training return of -0.74). The baseline keeps a constant 6e-4 (annealed from 1.2e-3, seed
+# 0 did not learn) and no warm-up (its entropy swings back at the next update; with a warm-up its margins were lower
+# in the 4 seeds tried, one under 3.0). Both learners take the trainer's default threads (half the cores: one on two,
+# the other core left to the actor): in float32 here the baseline trained 1.2x faster than with a thread per core.
 AGENTS = (
     QuickstartAgent("baseline", steps=200_000),
     QuickstartAgent("timesformer_divided", steps=200_000, lr=1.2e-3, lr_schedule="linear", lr_warmup=20_000,
-                    frame_size=42, learner_threads=1,
+                    frame_size=42,
                     agent={"patch_embedding": "resnet", "resnet_channels": [8, 16, 16], "mem_len": 4,
                            "embed_dim": 32}),
 )
@@ -87,7 +85,7 @@ def train_agent(spec: QuickstartAgent, out: Path, *, seed: int = 0, progress: bo
     run = out / spec.arch
     given = {"env": ENV, "steps": spec.steps, "frame_size": spec.frame_size, "lr": spec.lr,
              "lr_schedule": spec.lr_schedule, "lr_warmup": spec.lr_warmup, "seed": seed, "agent": spec.agent,
-             "learner_threads": spec.learner_threads, "unroll": spec.unroll, **LAYOUT, **CHECKPOINTS}
+             "unroll": spec.unroll, **LAYOUT, **CHECKPOINTS}
     if _last_step(run) < spec.steps:
         log(f"training {spec.arch} on {ENV} for {spec.steps:,} steps")
         train(configure(spec.arch, str(run), given), resume=Run.started(run), progress=progress)
