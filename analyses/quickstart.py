@@ -12,7 +12,7 @@ sanity checks), and an overlay video; one page compares them.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from analyses.analyse import analyse_run
@@ -83,9 +83,8 @@ def _last_step(run: Path) -> int:
 def train_agent(spec: QuickstartAgent, out: Path, *, seed: int = 0, progress: bool = True, log=print) -> Path:
     """Train (or resume, or find finished) one quick-start agent in ``out/<arch>``; returns the run directory."""
     run = out / spec.arch
-    given = {"env": ENV, "steps": spec.steps, "frame_size": spec.frame_size, "lr": spec.lr,
-             "lr_schedule": spec.lr_schedule, "lr_warmup": spec.lr_warmup, "seed": seed, "agent": spec.agent,
-             "unroll": spec.unroll, **LAYOUT, **CHECKPOINTS}
+    settings = {f.name: getattr(spec, f.name) for f in fields(spec) if f.name != "arch"}  # TrainConfig's names
+    given = {"env": ENV, "seed": seed, **settings, **LAYOUT, **CHECKPOINTS}
     if _last_step(run) < spec.steps:
         log(f"training {spec.arch} on {ENV} for {spec.steps:,} steps")
         train(configure(spec.arch, str(run), given), resume=Run.started(run), progress=progress)
